@@ -1,0 +1,173 @@
+// @cairn/client: the generated ts-proto messages and grpc-js service
+// definitions for cairn.v1, plus a small promise-based wrapper.
+import * as grpc from "@grpc/grpc-js";
+import * as job from "./gen/cairn/v1/job.js";
+import * as keyvalue from "./gen/cairn/v1/keyvalue.js";
+import * as resolution from "./gen/cairn/v1/resolution.js";
+import * as session from "./gen/cairn/v1/session.js";
+import * as trace from "./gen/cairn/v1/trace.js";
+import { BadRequest, ErrorInfo } from "./gen/google/rpc/error_details.js";
+import { Status } from "./gen/google/rpc/status.js";
+
+export * from "./gen/cairn/v1/job.js";
+export * from "./gen/cairn/v1/keyvalue.js";
+export * from "./gen/cairn/v1/resolution.js";
+export * from "./gen/cairn/v1/session.js";
+export * from "./gen/cairn/v1/trace.js";
+/** Each generated module, by proto file, e.g. `session.Session`. */
+export { job, keyvalue, resolution, session, trace };
+export { Empty } from "./gen/google/protobuf/empty.js";
+export { Duration } from "./gen/google/protobuf/duration.js";
+export { Timestamp } from "./gen/google/protobuf/timestamp.js";
+export { BadRequest, ErrorInfo } from "./gen/google/rpc/error_details.js";
+export { Status } from "./gen/google/rpc/status.js";
+export { descriptorSetBase64 } from "./gen/descriptor_set.js";
+
+/** The shape ts-proto gives every message namespace we rely on. */
+interface MessageFns<T> {
+  fromPartial(object: unknown): T;
+}
+
+/** A grpc-js service definition as ts-proto generates it. */
+type ServiceDefinition = Record<
+  string,
+  {
+    path: string;
+    requestStream: boolean;
+    responseStream: boolean;
+    requestSerialize: (value: any) => Buffer;
+    responseDeserialize: (value: Buffer) => any;
+  }
+>;
+
+type RequestOf<M> = M extends { requestSerialize: (value: infer R) => Buffer } ? R : never;
+type ResponseOf<M> = M extends { responseDeserialize: (value: Buffer) => infer R } ? R : never;
+type DeepPartial<T> = T extends Buffer | Uint8Array | string | number | boolean | undefined
+  ? T
+  : T extends Array<infer U>
+    ? Array<DeepPartial<U>>
+    : T extends { $case: string; value: unknown }
+      ? { $case: T["$case"]; value: DeepPartial<T["value"]> }
+      : T extends object
+        ? { [K in keyof T]?: DeepPartial<T[K]> }
+        : T;
+
+export interface CallOptions {
+  /** Milliseconds from now, or an absolute Date. */
+  deadline?: number | Date;
+  metadata?: grpc.Metadata;
+  signal?: AbortSignal;
+}
+
+/**
+ * Unary methods become `(partialRequest, options?) => Promise<response>`;
+ * streaming methods keep grpc-js's stream objects (see `raw`).
+ */
+export type PromiseClient<S extends ServiceDefinition> = {
+  [K in keyof S as S[K]["requestStream"] extends false
+    ? S[K]["responseStream"] extends false
+      ? K
+      : never
+    : never]: (request: DeepPartial<RequestOf<S[K]>>, options?: CallOptions) => Promise<ResponseOf<S[K]>>;
+};
+
+function toDeadline(deadline: number | Date | undefined): grpc.Deadline | undefined {
+  if (deadline === undefined) return undefined;
+  return deadline instanceof Date ? deadline : new Date(Date.now() + deadline);
+}
+
+function upperFirst(name: string): string {
+  return name.charAt(0).toUpperCase() + name.slice(1);
+}
+
+function promisify<S extends ServiceDefinition>(
+  client: grpc.Client,
+  definition: S,
+  messages: Record<string, unknown>,
+): PromiseClient<S> {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    if (method.requestStream || method.responseStream) continue;
+    // Every cairn.v1 request message is named after its method.
+    const requestType = messages[`${upperFirst(name)}Request`] as MessageFns<unknown> | undefined;
+    if (!requestType) throw new Error(`no request message for ${method.path}`);
+    wrapped[name] = (request: unknown, options: CallOptions = {}) =>
+      new Promise((resolve, reject) => {
+        const call = client.makeUnaryRequest(
+          method.path,
+          method.requestSerialize,
+          method.responseDeserialize,
+          requestType.fromPartial(request ?? {}),
+          options.metadata ?? new grpc.Metadata(),
+          { deadline: toDeadline(options.deadline) },
+          (error, response) => (error ? reject(error) : resolve(response)),
+        );
+        options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+      });
+  }
+  return wrapped as PromiseClient<S>;
+}
+
+export interface CairnClientOptions {
+  credentials?: grpc.ChannelCredentials;
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** One channel shared by promise clients for the five Cairn services. */
+export class CairnClient {
+  readonly sessions: PromiseClient<typeof session.SessionServiceService>;
+  readonly resolutions: PromiseClient<typeof resolution.ResolutionServiceService>;
+  readonly traces: PromiseClient<typeof trace.TraceEventServiceService>;
+  readonly keyValue: PromiseClient<typeof keyvalue.KeyValueServiceService>;
+  readonly jobs: PromiseClient<typeof job.JobServiceService>;
+  /** The generated grpc-js clients, for streaming methods. */
+  readonly raw: {
+    sessions: session.SessionServiceClient;
+    resolutions: resolution.ResolutionServiceClient;
+    traces: trace.TraceEventServiceClient;
+    keyValue: keyvalue.KeyValueServiceClient;
+    jobs: job.JobServiceClient;
+  };
+
+  constructor(address: string, options: CairnClientOptions = {}) {
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const sessions = new session.SessionServiceClient(address, credentials, options.channelOptions);
+    // Every further client shares the first one's channel.
+    const shared = { ...options.channelOptions, channelOverride: sessions.getChannel() };
+    this.raw = {
+      sessions,
+      resolutions: new resolution.ResolutionServiceClient(address, credentials, shared),
+      traces: new trace.TraceEventServiceClient(address, credentials, shared),
+      keyValue: new keyvalue.KeyValueServiceClient(address, credentials, shared),
+      jobs: new job.JobServiceClient(address, credentials, shared),
+    };
+    this.sessions = promisify(this.raw.sessions, session.SessionServiceService, session);
+    this.resolutions = promisify(this.raw.resolutions, resolution.ResolutionServiceService, resolution);
+    this.traces = promisify(this.raw.traces, trace.TraceEventServiceService, trace);
+    this.keyValue = promisify(this.raw.keyValue, keyvalue.KeyValueServiceService, keyvalue);
+    this.jobs = promisify(this.raw.jobs, job.JobServiceService, job);
+  }
+
+  close(): void {
+    this.raw.sessions.close();
+  }
+}
+
+/** The google.rpc details Cairn attaches to every error. */
+export interface ErrorDetails {
+  errorInfo?: ErrorInfo;
+  badRequest?: BadRequest;
+}
+
+/** Decodes ErrorInfo and BadRequest from a failed call's `grpc-status-details-bin` trailer. */
+export function errorDetails(error: grpc.ServiceError): ErrorDetails {
+  const [raw] = error.metadata?.get("grpc-status-details-bin") ?? [];
+  if (!raw) return {};
+  const status = Status.decode(typeof raw === "string" ? Buffer.from(raw, "base64") : raw);
+  const details: ErrorDetails = {};
+  for (const any of status.details) {
+    if (any.typeUrl.endsWith("/google.rpc.ErrorInfo")) details.errorInfo = ErrorInfo.decode(any.value);
+    if (any.typeUrl.endsWith("/google.rpc.BadRequest")) details.badRequest = BadRequest.decode(any.value);
+  }
+  return details;
+}
