@@ -1,0 +1,203 @@
+// Configuration: environment variables, overridden by command-line flags,
+// validated once at start into one typed Config.
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+
+export interface Limits {
+  /** Encoded JSON size of a document (state, payload, value). */
+  maxDocumentBytes: number;
+  maxKeyBytes: number;
+  maxBatchItems: number;
+  /** Largest gRPC message accepted or sent. */
+  maxMessageBytes: number;
+}
+
+export interface Config {
+  listen: string;
+  /** Unset: start an embedded PostgreSQL under dataDir. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  /** Port of the embedded PostgreSQL; 0 picks a free one. */
+  embeddedPgPort: number;
+  dbPoolMax: number;
+  logLevel: string;
+  /** Bound on any statement of a call that carries no deadline. */
+  statementTimeoutMs: number;
+  shutdownGraceMs: number;
+  healthCheckIntervalMs: number;
+  limits: Limits;
+}
+
+type Parser<T> = (raw: string) => T;
+
+interface Setting<T> {
+  env: string;
+  flag: string;
+  default: T;
+  parse: Parser<T>;
+  help: string;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function positiveInt(min = 1, max = Number.MAX_SAFE_INTEGER): Parser<number> {
+  return (raw) => {
+    if (!/^\d+$/.test(raw.trim())) throw new Error(`expected an integer, got ${JSON.stringify(raw)}`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new Error(`expected ${min}..${max}, got ${value}`);
+    return value;
+  };
+}
+
+function hostPort(raw: string): string {
+  const match = /^(.*):(\d{1,5})$/.exec(raw.trim());
+  if (!match || !match[1] || Number(match[2]) > 65535) {
+    throw new Error(`expected host:port (e.g. 127.0.0.1:50051), got ${JSON.stringify(raw)}`);
+  }
+  return raw.trim();
+}
+
+function postgresUrl(raw: string): string | undefined {
+  if (raw.trim() === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error("expected a postgres:// URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new Error(`expected a postgres:// or postgresql:// URL, got ${url.protocol}`);
+  }
+  return raw;
+}
+
+function logLevel(raw: string): string {
+  if (!LOG_LEVELS.includes(raw)) throw new Error(`expected one of ${LOG_LEVELS.join(", ")}`);
+  return raw;
+}
+
+export const SETTINGS = {
+  listen: { env: "CAIRN_LISTEN", flag: "listen", default: "127.0.0.1:50051", parse: hostPort, help: "gRPC listen address" },
+  databaseUrl: {
+    env: "DATABASE_URL",
+    flag: "database-url",
+    default: undefined,
+    parse: postgresUrl,
+    help: "PostgreSQL URL; unset starts an embedded PostgreSQL",
+  },
+  dataDir: {
+    env: "CAIRN_DATA_DIR",
+    flag: "data-dir",
+    default: resolve("./.cairn/data"),
+    parse: (raw: string) => resolve(raw),
+    help: "data directory of the embedded PostgreSQL",
+  },
+  embeddedPgPort: {
+    env: "CAIRN_EMBEDDED_PG_PORT",
+    flag: "embedded-pg-port",
+    default: 0,
+    parse: positiveInt(0, 65535),
+    help: "port of the embedded PostgreSQL (0: any free port)",
+  },
+  dbPoolMax: { env: "CAIRN_DB_POOL_MAX", flag: "db-pool-max", default: 20, parse: positiveInt(1, 1000), help: "pool size" },
+  logLevel: { env: "CAIRN_LOG_LEVEL", flag: "log-level", default: "info", parse: logLevel, help: "pino log level" },
+  statementTimeoutMs: {
+    env: "CAIRN_STATEMENT_TIMEOUT_MS",
+    flag: "statement-timeout-ms",
+    default: 30_000,
+    parse: positiveInt(1),
+    help: "bound on each SQL statement of calls without a deadline",
+  },
+  shutdownGraceMs: {
+    env: "CAIRN_SHUTDOWN_GRACE_MS",
+    flag: "shutdown-grace-ms",
+    default: 10_000,
+    parse: positiveInt(0),
+    help: "how long unary calls may finish after SIGTERM",
+  },
+  healthCheckIntervalMs: {
+    env: "CAIRN_HEALTH_CHECK_INTERVAL_MS",
+    flag: "health-check-interval-ms",
+    default: 2_000,
+    parse: positiveInt(50),
+    help: "how often the database is probed for health",
+  },
+  maxDocumentBytes: {
+    env: "CAIRN_MAX_DOCUMENT_BYTES",
+    flag: "max-document-bytes",
+    default: 1024 * 1024,
+    parse: positiveInt(1),
+    help: "largest JSON document (encoded)",
+  },
+  maxKeyBytes: { env: "CAIRN_MAX_KEY_BYTES", flag: "max-key-bytes", default: 512, parse: positiveInt(1), help: "largest key" },
+  maxBatchItems: {
+    env: "CAIRN_MAX_BATCH_ITEMS",
+    flag: "max-batch-items",
+    default: 1000,
+    parse: positiveInt(1, 100_000),
+    help: "most items in one batch",
+  },
+  maxMessageBytes: {
+    env: "CAIRN_MAX_MESSAGE_BYTES",
+    flag: "max-message-bytes",
+    default: 8 * 1024 * 1024,
+    parse: positiveInt(1024),
+    help: "largest gRPC message",
+  },
+} satisfies Record<string, Setting<unknown>>;
+
+type Values = { [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K]["default"] | ReturnType<(typeof SETTINGS)[K]["parse"]> };
+
+export class ConfigError extends Error {}
+
+/** Reads env then flags; throws ConfigError naming every bad setting. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const { values: flags } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.values(SETTINGS).map((s) => [s.flag, { type: "string" as const }])),
+    strict: true,
+    allowPositionals: false,
+  });
+  const problems: string[] = [];
+  const values = {} as Record<string, unknown>;
+  for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const fromFlag = flags[setting.flag] as string | undefined;
+    const raw = fromFlag ?? env[setting.env];
+    const source = fromFlag !== undefined ? `--${setting.flag}` : setting.env;
+    if (raw === undefined) {
+      values[key] = setting.default;
+      continue;
+    }
+    try {
+      values[key] = setting.parse(raw);
+    } catch (error) {
+      problems.push(`${source}: ${(error as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  const v = values as Values;
+  return {
+    listen: v.listen,
+    databaseUrl: v.databaseUrl,
+    dataDir: v.dataDir,
+    embeddedPgPort: v.embeddedPgPort,
+    dbPoolMax: v.dbPoolMax,
+    logLevel: v.logLevel,
+    statementTimeoutMs: v.statementTimeoutMs,
+    shutdownGraceMs: v.shutdownGraceMs,
+    healthCheckIntervalMs: v.healthCheckIntervalMs,
+    limits: {
+      maxDocumentBytes: v.maxDocumentBytes,
+      maxKeyBytes: v.maxKeyBytes,
+      maxBatchItems: v.maxBatchItems,
+      maxMessageBytes: v.maxMessageBytes,
+    },
+  };
+}
+
+/** The configuration table, for `cairn help` and the README. */
+export function describeSettings(): string {
+  return Object.values(SETTINGS)
+    .map((s) => `  --${s.flag.padEnd(26)} ${s.env.padEnd(32)} ${s.help} (default: ${s.default ?? "unset"})`)
+    .join("\n");
+}

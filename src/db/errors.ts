@@ -1,0 +1,41 @@
+// Translates pg and network failures into domain errors, by SQLSTATE class.
+import { CairnError, cancelled, deadlineExceeded, internal, unavailable } from "../errors.js";
+
+const CONNECTION_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
+
+export interface AbortReason {
+  kind: "cancelled" | "deadline";
+}
+
+function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+/** True when the error means "the database cannot be reached right now". */
+export function isConnectionError(error: unknown): boolean {
+  const code = sqlState(error);
+  if (code && CONNECTION_ERROR_CODES.has(code)) return true;
+  // 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot connect now; 53300: too many connections.
+  if (code && (code.startsWith("08") || ["57P01", "57P02", "57P03", "53300"].includes(code))) return true;
+  const message = (error as Error)?.message ?? "";
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/.test(
+    message,
+  );
+}
+
+export function translateDbError(error: unknown, signal?: AbortSignal): CairnError {
+  if (error instanceof CairnError) return error;
+  const reason = signal?.aborted ? (signal.reason as AbortReason | undefined) : undefined;
+  if (reason?.kind === "cancelled") return cancelled();
+  if (reason?.kind === "deadline") return deadlineExceeded();
+  if (isConnectionError(error)) return unavailable("the database is unreachable; retry later", error);
+  const code = sqlState(error);
+  if (code === "57014") return deadlineExceeded("a statement ran longer than the statement timeout");
+  if (code === "40001" || code === "40P01") {
+    return new CairnError("aborted", "TRANSACTION_CONFLICT", "a concurrent transaction conflicted; retry", {}, [], {
+      cause: error,
+    });
+  }
+  return internal("unexpected database error", error);
+}

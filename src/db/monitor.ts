@@ -1,0 +1,49 @@
+// Probes the database on an interval and reports reachability changes, so
+// health can say NOT_SERVING during an outage and SERVING once it is over.
+import type pg from "pg";
+import type { Logger } from "../logger.js";
+
+export class DatabaseMonitor {
+  private timer: NodeJS.Timeout | undefined;
+  private reachable: boolean | undefined;
+  private probing = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+    private readonly onChange: (reachable: boolean) => void,
+  ) {}
+
+  start(): void {
+    void this.probe();
+    this.timer = setInterval(() => void this.probe(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Probes now (e.g. after a call failed with a connection error). */
+  async probe(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await this.pool.query("SELECT 1");
+      this.report(true);
+    } catch (error) {
+      this.report(false, error);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private report(reachable: boolean, error?: unknown): void {
+    if (reachable === this.reachable) return;
+    this.reachable = reachable;
+    if (reachable) this.log.info("database reachable");
+    else this.log.error({ err: error }, "database unreachable");
+    this.onChange(reachable);
+  }
+}

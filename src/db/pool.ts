@@ -1,0 +1,40 @@
+// The one pg pool of a daemon: UTC sessions, microsecond time strings,
+// int8 as JS numbers, and a statement_timeout bound for every connection.
+import pg from "pg";
+import { parsePgTimestamptz } from "./time.js";
+
+const OID_INT8 = 20;
+const OID_TIMESTAMPTZ = 1184;
+
+/** Type parsers scoped to Cairn's pools (pg's global defaults stay untouched). */
+export const cairnTypes = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === OID_INT8) return (text: string) => Number(text);
+    if (oid === OID_TIMESTAMPTZ) return (text: string) => (text === null ? null : parsePgTimestamptz(text));
+    return pg.types.getTypeParser(oid, format as "text");
+  },
+};
+
+export interface PoolOptions {
+  connectionString: string;
+  max: number;
+  statementTimeoutMs: number;
+  applicationName?: string;
+}
+
+export function createPool(options: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max,
+    types: cairnTypes,
+    // Fail fast while the database is down instead of queueing callers.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: options.applicationName ?? "cairn",
+    options: `-c TimeZone=UTC -c DateStyle=ISO -c statement_timeout=${options.statementTimeoutMs}`,
+  });
+  // An idle client losing its server emits 'error' on the pool; without a
+  // listener Node would crash. The next checkout reconnects.
+  pool.on("error", () => {});
+  return pool;
+}

@@ -1,0 +1,99 @@
+// Domain errors: what went wrong, in Cairn's terms. Stores and services throw
+// these; src/grpc/status.ts is the one place that turns them into gRPC
+// statuses with ErrorInfo and BadRequest details.
+
+export type ErrorKind =
+  | "invalid_argument"
+  | "not_found"
+  | "already_exists"
+  | "aborted"
+  | "failed_precondition"
+  | "out_of_range"
+  | "resource_exhausted"
+  | "unavailable"
+  | "deadline_exceeded"
+  | "cancelled"
+  | "unimplemented"
+  | "internal";
+
+export interface FieldViolation {
+  /** Dotted path of the offending field, e.g. "session.agent_id". */
+  field: string;
+  description: string;
+}
+
+export class CairnError extends Error {
+  constructor(
+    readonly kind: ErrorKind,
+    /** UPPER_SNAKE_CASE reason for ErrorInfo. */
+    readonly reason: string,
+    message: string,
+    readonly metadata: Record<string, string> = {},
+    readonly fieldViolations: FieldViolation[] = [],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "CairnError";
+  }
+}
+
+export function invalidArgument(violations: FieldViolation[]): CairnError {
+  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new CairnError("invalid_argument", "INVALID_ARGUMENT", summary, {}, violations);
+}
+
+export function invalidField(field: string, description: string): CairnError {
+  return invalidArgument([{ field, description }]);
+}
+
+export function invalidPageToken(description: string): CairnError {
+  return new CairnError("invalid_argument", "INVALID_PAGE_TOKEN", `page_token: ${description}`, {}, [
+    { field: "page_token", description },
+  ]);
+}
+
+export function notFound(resource: string, id: string, detail = ""): CairnError {
+  const message = `${resource} ${JSON.stringify(id)} not found${detail ? `: ${detail}` : ""}`;
+  return new CairnError("not_found", "NOT_FOUND", message, { resource, id });
+}
+
+export function alreadyExists(resource: string, id: string): CairnError {
+  return new CairnError("already_exists", "ALREADY_EXISTS", `${resource} ${JSON.stringify(id)} already exists`, {
+    resource,
+    id,
+  });
+}
+
+export function requestIdReused(requestId: string): CairnError {
+  return new CairnError(
+    "already_exists",
+    "REQUEST_ID_REUSED",
+    `request_id ${JSON.stringify(requestId)} was already used with a different request`,
+    { request_id: requestId },
+  );
+}
+
+export function versionConflict(resource: string, id: string, currentVersion: number): CairnError {
+  return new CairnError(
+    "aborted",
+    "VERSION_CONFLICT",
+    `${resource} ${JSON.stringify(id)} is at version ${currentVersion}, not the expected one`,
+    { resource, id, current_version: String(currentVersion) },
+  );
+}
+
+export function unavailable(message: string, cause?: unknown): CairnError {
+  return new CairnError("unavailable", "DATABASE_UNAVAILABLE", message, {}, [], { cause });
+}
+
+export function cancelled(message = "the call was cancelled"): CairnError {
+  return new CairnError("cancelled", "CANCELLED", message);
+}
+
+export function deadlineExceeded(message = "the call's deadline passed before its SQL finished"): CairnError {
+  return new CairnError("deadline_exceeded", "DEADLINE_EXCEEDED", message);
+}
+
+export function internal(message: string, cause?: unknown): CairnError {
+  return new CairnError("internal", "INTERNAL", message, {}, [], { cause });
+}

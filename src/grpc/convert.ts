@@ -1,0 +1,40 @@
+// Conversions between wire types (Timestamp, Duration) and the store's
+// representations (microsecond RFC 3339 strings, milliseconds).
+import type { Duration, Timestamp } from "@cairn/client";
+import { epochMicrosToIso, isoToEpochMicros } from "../db/time.js";
+import { invalidField } from "../errors.js";
+
+// RFC 3339 range that proto Timestamps allow: 0001-01-01 .. 9999-12-31.
+const MIN_SECONDS = -62135596800;
+const MAX_SECONDS = 253402300799;
+
+export function timestampFromIso(iso: string): Timestamp;
+export function timestampFromIso(iso: string | null | undefined): Timestamp | undefined;
+export function timestampFromIso(iso: string | null | undefined): Timestamp | undefined {
+  if (!iso) return undefined;
+  const micros = isoToEpochMicros(iso);
+  let seconds = micros / 1_000_000n;
+  let remainder = micros % 1_000_000n;
+  if (remainder < 0n) {
+    remainder += 1_000_000n;
+    seconds -= 1n;
+  }
+  return { seconds: Number(seconds), nanos: Number(remainder) * 1000 };
+}
+
+/** A Timestamp as the store's time string; nanoseconds below 1 µs are truncated (PostgreSQL keeps µs). */
+export function isoFromTimestamp(ts: Timestamp | undefined, field: string): string | null {
+  if (!ts) return null;
+  if (!Number.isInteger(ts.seconds) || ts.seconds < MIN_SECONDS || ts.seconds > MAX_SECONDS) {
+    throw invalidField(field, "seconds must be between 0001-01-01 and 9999-12-31");
+  }
+  if (!Number.isInteger(ts.nanos) || ts.nanos < 0 || ts.nanos > 999_999_999) {
+    throw invalidField(field, "nanos must be 0..999999999");
+  }
+  return epochMicrosToIso(BigInt(ts.seconds) * 1_000_000n + BigInt(Math.floor(ts.nanos / 1000)));
+}
+
+export function durationFromMicros(micros: number): Duration {
+  const seconds = Math.trunc(micros / 1_000_000);
+  return { seconds, nanos: Math.round((micros - seconds * 1_000_000) * 1000) };
+}

@@ -1,0 +1,173 @@
+// Adapts async service functions to grpc-js handlers: one log line per call,
+// an AbortSignal that fires on cancellation or deadline (stores hand it to
+// the database layer), errors mapped through status.ts, and UNIMPLEMENTED for
+// methods whose service code has not landed.
+import * as grpc from "@grpc/grpc-js";
+import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
+import { performance } from "node:perf_hooks";
+import type { CallScope } from "../db/database.js";
+import type { AbortReason } from "../db/errors.js";
+import { CairnError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { asCairnError, toServiceError } from "./status.js";
+
+export interface CallContext extends CallScope {
+  signal: AbortSignal;
+  method: string;
+  peer: string;
+}
+
+type AnyDefinition = Record<
+  string,
+  { path: string; requestStream: boolean; responseStream: boolean; requestDeserialize: (b: Buffer) => any; responseSerialize: (v: any) => Buffer }
+>;
+
+type RequestOf<M> = M extends { requestDeserialize: (b: Buffer) => infer R } ? R : never;
+type ResponseOf<M> = M extends { responseSerialize: (v: infer R) => Buffer } ? R : never;
+
+/** What a service implements, per method kind. */
+export type ServiceHandlers<S extends AnyDefinition> = {
+  [K in keyof S]: S[K]["requestStream"] extends false
+    ? S[K]["responseStream"] extends false
+      ? (request: RequestOf<S[K]>, ctx: CallContext) => Promise<ResponseOf<S[K]>>
+      : (request: RequestOf<S[K]>, stream: grpc.ServerWritableStream<RequestOf<S[K]>, ResponseOf<S[K]>>, ctx: CallContext) => Promise<void>
+    : (stream: grpc.ServerDuplexStream<RequestOf<S[K]>, ResponseOf<S[K]>>, ctx: CallContext) => Promise<void>;
+};
+
+type StreamCall = grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>;
+
+/** Live streaming calls, so shutdown can end them with UNAVAILABLE. */
+export class StreamRegistry {
+  private readonly streams = new Set<StreamCall>();
+
+  add(call: StreamCall): () => void {
+    this.streams.add(call);
+    return () => this.streams.delete(call);
+  }
+
+  endAll(message: string): void {
+    for (const call of this.streams) {
+      call.emit("error", { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
+    }
+    this.streams.clear();
+  }
+}
+
+export interface HandlerDeps {
+  log: Logger;
+  streams: StreamRegistry;
+}
+
+function methodName(path: string): string {
+  return path.slice(1);
+}
+
+/** Aborts on client cancellation and when the call's deadline passes. */
+function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const onCancelled = () => controller.abort({ kind: "cancelled" } satisfies AbortReason);
+  call.once("cancelled", onCancelled);
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  let timer: NodeJS.Timeout | undefined;
+  if (Number.isFinite(deadlineMs)) {
+    timer = setTimeout(() => controller.abort({ kind: "deadline" } satisfies AbortReason), Math.max(0, deadlineMs - Date.now()));
+  }
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      if (timer) clearTimeout(timer);
+      call.removeListener("cancelled", onCancelled);
+    },
+  };
+}
+
+function logCall(log: Logger, ctx: CallContext, startedAt: number, error?: CairnError): void {
+  const entry = {
+    method: ctx.method,
+    code: error ? grpc.status[toServiceError(error).code] : "OK",
+    duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
+    peer: ctx.peer,
+  };
+  if (!error) log.info(entry, "call");
+  else if (error.kind === "internal" || error.kind === "unavailable") {
+    log.error({ ...entry, reason: error.reason, err: error.cause ?? error }, "call failed");
+  } else log.info({ ...entry, reason: error.reason }, "call");
+}
+
+function unimplemented(path: string): CairnError {
+  return new CairnError("unimplemented", "UNIMPLEMENTED", `${methodName(path)} is not implemented yet`);
+}
+
+function bindUnary(path: string, fn: (req: any, ctx: CallContext) => Promise<any>, deps: HandlerDeps): grpc.handleUnaryCall<any, any> {
+  return (call, callback) => {
+    const startedAt = performance.now();
+    const { signal, dispose } = callSignal(call);
+    const ctx: CallContext = { signal, method: methodName(path), peer: call.getPeer() };
+    fn(call.request, ctx).then(
+      (response) => {
+        dispose();
+        logCall(deps.log, ctx, startedAt);
+        callback(null, response);
+      },
+      (thrown) => {
+        dispose();
+        const error = asCairnError(thrown);
+        logCall(deps.log, ctx, startedAt, error);
+        callback(toServiceError(error));
+      },
+    );
+  };
+}
+
+function bindStream(
+  path: string,
+  run: (call: any, ctx: CallContext) => Promise<void>,
+  deps: HandlerDeps,
+): (call: StreamCall) => void {
+  return (call) => {
+    const startedAt = performance.now();
+    const { signal, dispose } = callSignal(call);
+    const ctx: CallContext = { signal, method: methodName(path), peer: call.getPeer() };
+    const unregister = deps.streams.add(call);
+    run(call, ctx).then(
+      () => {
+        dispose();
+        unregister();
+        logCall(deps.log, ctx, startedAt);
+        if (!signal.aborted) call.end();
+      },
+      (thrown) => {
+        dispose();
+        unregister();
+        const error = asCairnError(thrown);
+        logCall(deps.log, ctx, startedAt, error);
+        if (!signal.aborted || error.kind !== "cancelled") call.emit("error", toServiceError(error));
+      },
+    );
+  };
+}
+
+/** A grpc-js implementation of `definition`; methods absent from `handlers` answer UNIMPLEMENTED. */
+export function bindService<S extends AnyDefinition>(
+  definition: S,
+  handlers: Partial<ServiceHandlers<S>>,
+  deps: HandlerDeps,
+): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const handler = (handlers as Record<string, ((...args: any[]) => Promise<any>) | undefined>)[name];
+    if (!method.requestStream && !method.responseStream) {
+      impl[name] = bindUnary(method.path, handler ?? (async () => Promise.reject(unimplemented(method.path))), deps);
+    } else if (!method.requestStream) {
+      impl[name] = bindStream(
+        method.path,
+        handler ? (call, ctx) => handler(call.request, call, ctx) : async () => Promise.reject(unimplemented(method.path)),
+        deps,
+      );
+    } else {
+      impl[name] = bindStream(method.path, handler ?? (async () => Promise.reject(unimplemented(method.path))), deps);
+    }
+  }
+  return impl;
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// CLI entry: `cairn serve | migrate | version | help`.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError, describeSettings, loadConfig } from "./config.js";
+import { resolveDatabase, startDaemon } from "./daemon.js";
+import { migrate } from "./db/migrate.js";
+import { createLogger } from "./logger.js";
+import { PROJECT_ROOT } from "./paths.js";
+
+function version(): string {
+  return JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")).version as string;
+}
+
+const USAGE = `usage: cairn <command> [flags]
+
+commands:
+  serve     serve gRPC (starts an embedded PostgreSQL when DATABASE_URL is unset)
+  migrate   apply database migrations and exit
+  version   print the version
+  help      print this help
+
+flags and environment variables (flags win):
+${describeSettings()}
+`;
+
+async function serve(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const log = createLogger(config.logLevel);
+  const daemon = await startDaemon(config, log);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn({ signal }, "second signal: exiting at once");
+      process.exit(1);
+    }
+    log.info({ signal }, "signal received");
+    daemon.stop().then(
+      () => process.exit(0),
+      (error) => {
+        log.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
+
+async function migrateCommand(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const log = createLogger(config.logLevel);
+  const database = await resolveDatabase(config, log);
+  try {
+    const applied = await migrate(database.url, log);
+    console.log(applied.length ? `applied: ${applied.join(", ")}` : "database is up to date");
+  } finally {
+    await database.embedded?.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const [command = "help", ...argv] = process.argv.slice(2);
+  switch (command) {
+    case "serve":
+      return serve(argv);
+    case "migrate":
+      return migrateCommand(argv);
+    case "version":
+      console.log(version());
+      return;
+    case "help":
+    case "--help":
+      console.log(USAGE);
+      return;
+    default:
+      console.error(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      process.exit(2);
+  }
+}
+
+main().catch((error) => {
+  if (error instanceof ConfigError) console.error(error.message);
+  else console.error("cairn failed:", error);
+  process.exit(1);
+});

@@ -1,0 +1,64 @@
+// Builds the grpc.Server: Cairn's five services, health and reflection.
+import * as grpc from "@grpc/grpc-js";
+import {
+  JobServiceService,
+  KeyValueServiceService,
+  ResolutionServiceService,
+  SessionServiceService,
+  TraceEventServiceService,
+} from "@cairn/client";
+import { HealthImplementation, type ServingStatus } from "grpc-health-check";
+import type { Config } from "./config.js";
+import type { Database } from "./db/database.js";
+import { bindService, type HandlerDeps, StreamRegistry } from "./grpc/handlers.js";
+import { addReflection } from "./grpc/reflection.js";
+import type { Logger } from "./logger.js";
+import { sessionHandlers } from "./sessions/service.js";
+import { SessionStore } from "./sessions/store.js";
+
+/** Services that answer real calls; their health follows the database. */
+export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService"];
+
+export interface BuiltServer {
+  server: grpc.Server;
+  streams: StreamRegistry;
+  setServing(serving: boolean): void;
+}
+
+export function buildServer(config: Config, db: Database, log: Logger): BuiltServer {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": config.limits.maxMessageBytes,
+    "grpc.max_send_message_length": config.limits.maxMessageBytes,
+  });
+  const streams = new StreamRegistry();
+  const deps: HandlerDeps = { log, streams };
+
+  server.addService(SessionServiceService, bindService(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits), deps));
+  // The rest of the contract is served so that it can be listed and
+  // described; its methods answer UNIMPLEMENTED until their issues land.
+  server.addService(ResolutionServiceService, bindService(ResolutionServiceService, {}, deps));
+  server.addService(TraceEventServiceService, bindService(TraceEventServiceService, {}, deps));
+  server.addService(KeyValueServiceService, bindService(KeyValueServiceService, {}, deps));
+  server.addService(JobServiceService, bindService(JobServiceService, {}, deps));
+
+  const health = new HealthImplementation({ "": "NOT_SERVING" });
+  health.addToServer(server);
+  const setServing = (serving: boolean) => {
+    const status: ServingStatus = serving ? "SERVING" : "NOT_SERVING";
+    for (const name of ["", ...IMPLEMENTED_SERVICES]) health.setStatus(name, status);
+  };
+  setServing(false);
+
+  const listed = [
+    "cairn.v1.SessionService",
+    "cairn.v1.ResolutionService",
+    "cairn.v1.TraceEventService",
+    "cairn.v1.KeyValueService",
+    "cairn.v1.JobService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+  ];
+  addReflection(server, () => listed);
+  return { server, streams, setServing };
+}

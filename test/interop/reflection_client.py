@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""An independent gRPC client (Python, gRPC C-core) that knows nothing of
+Cairn's protos: it learns every service through server reflection alone, the
+way grpcurl does, then describes and calls every method.
+
+Usage: reflection_client.py HOST:PORT [v1|v1alpha]
+Prints one JSON document: the services, each method's resolved types, and the
+outcome of every call.
+"""
+import json
+import sys
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+ADDRESS = sys.argv[1]
+REFLECTION_VERSION = sys.argv[2] if len(sys.argv) > 2 else "v1"
+
+
+def reflection_messages(package):
+    """The reflection protocol's messages, declared here by hand (field
+    numbers from grpc/reflection/v1/reflection.proto) so that nothing of the
+    server's own files is used to talk to it."""
+    f = descriptor_pb2.FileDescriptorProto(name=f"client_side_{package}.proto", package=package, syntax="proto3")
+    T = descriptor_pb2.FieldDescriptorProto
+
+    def message(name, *fields):
+        m = f.message_type.add(name=name)
+        for number, fname, ftype, label, type_name, oneof in fields:
+            fd = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                fd.type_name = f".{package}.{type_name}"
+            if oneof is not None:
+                fd.oneof_index = oneof
+        return m
+
+    opt, rep = T.LABEL_OPTIONAL, T.LABEL_REPEATED
+    req = message("ServerReflectionRequest",
+                  (1, "host", T.TYPE_STRING, opt, None, None),
+                  (3, "file_by_filename", T.TYPE_STRING, opt, None, 0),
+                  (4, "file_containing_symbol", T.TYPE_STRING, opt, None, 0),
+                  (7, "list_services", T.TYPE_STRING, opt, None, 0))
+    req.oneof_decl.add(name="message_request")
+    message("FileDescriptorResponse", (1, "file_descriptor_proto", T.TYPE_BYTES, rep, None, None))
+    message("ServiceResponse", (1, "name", T.TYPE_STRING, opt, None, None))
+    message("ListServiceResponse", (1, "service", T.TYPE_MESSAGE, rep, "ServiceResponse", None))
+    message("ErrorResponse", (1, "error_code", T.TYPE_INT32, opt, None, None),
+            (2, "error_message", T.TYPE_STRING, opt, None, None))
+    resp = message("ServerReflectionResponse",
+                   (1, "valid_host", T.TYPE_STRING, opt, None, None),
+                   (4, "file_descriptor_response", T.TYPE_MESSAGE, opt, "FileDescriptorResponse", 0),
+                   (6, "list_services_response", T.TYPE_MESSAGE, opt, "ListServiceResponse", 0),
+                   (7, "error_response", T.TYPE_MESSAGE, opt, "ErrorResponse", 0))
+    resp.oneof_decl.add(name="message_response")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(f)
+    factory = message_factory.MessageFactory(pool)
+    get = lambda n: factory.GetPrototype(pool.FindMessageTypeByName(f"{package}.{n}"))
+    return get("ServerReflectionRequest"), get("ServerReflectionResponse")
+
+
+class Reflector:
+    def __init__(self, channel, version):
+        package = f"grpc.reflection.{version}"
+        self.Request, self.Response = reflection_messages(package)
+        self.call = channel.stream_stream(
+            f"/{package}.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=self.Response.FromString,
+        )
+        self.files = {}  # name -> FileDescriptorProto
+
+    def ask(self, **kwargs):
+        [response] = list(self.call(iter([self.Request(**kwargs)]), timeout=10))
+        if response.HasField("error_response"):
+            raise LookupError(f"{kwargs}: {response.error_response.error_message}")
+        return response
+
+    def services(self):
+        return [s.name for s in self.ask(list_services="").list_services_response.service]
+
+    def _remember(self, response):
+        for raw in response.file_descriptor_response.file_descriptor_proto:
+            fd = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            self.files[fd.name] = fd
+
+    def load_symbol(self, symbol):
+        self._remember(self.ask(file_containing_symbol=symbol))
+        # Like grpcurl: fetch any dependency the server did not send along.
+        missing = [d for f in list(self.files.values()) for d in f.dependency if d not in self.files]
+        while missing:
+            self._remember(self.ask(file_by_filename=missing.pop()))
+            missing = [d for f in list(self.files.values()) for d in f.dependency if d not in self.files]
+
+    def pool(self):
+        pool = descriptor_pool.DescriptorPool()
+        added = set()
+
+        def add(name):
+            if name in added:
+                return
+            for dep in self.files[name].dependency:
+                add(dep)
+            pool.Add(self.files[name])
+            added.add(name)
+
+        for name in self.files:
+            add(name)
+        return pool
+
+
+def main():
+    channel = grpc.insecure_channel(ADDRESS)
+    reflector = Reflector(channel, REFLECTION_VERSION)
+    services = reflector.services()
+    for name in services:
+        reflector.load_symbol(name)
+    pool = reflector.pool()
+    factory = message_factory.MessageFactory(pool)
+    cls = lambda desc: factory.GetPrototype(desc)
+
+    described = {}
+    methods = {}
+    for name in services:
+        service = pool.FindServiceByName(name)
+        for m in service.methods:
+            full = f"{name}/{m.name}"
+            methods[full] = m
+            described[full] = {
+                "input": m.input_type.full_name,
+                "output": m.output_type.full_name,
+                "client_streaming": m.client_streaming,
+                "server_streaming": m.server_streaming,
+                # Resolving every field type proves the dependencies (Struct,
+                # Timestamp, ...) arrived through reflection.
+                "input_fields": {f.name: (f.message_type.full_name if f.message_type else f.type) for f in m.input_type.fields},
+            }
+
+    def call(full, request_json, timeout=10):
+        m = methods[full]
+        request = json_format.ParseDict(request_json, cls(m.input_type)())
+        path = f"/{full}"
+        ser = lambda msg: msg.SerializeToString()
+        de = cls(m.output_type).FromString
+        try:
+            if not m.client_streaming and not m.server_streaming:
+                resp = channel.unary_unary(path, request_serializer=ser, response_deserializer=de)(request, timeout=timeout)
+                return {"code": "OK", "response": json_format.MessageToDict(resp)}
+            if m.client_streaming:
+                stub = channel.stream_stream(path, request_serializer=ser, response_deserializer=de)
+                out = [json_format.MessageToDict(r) for r in stub(iter([request]), timeout=timeout)]
+            else:
+                stub = channel.unary_stream(path, request_serializer=ser, response_deserializer=de)
+                out = [json_format.MessageToDict(r) for r in stub(request, timeout=timeout)]
+            return {"code": "OK", "responses": out}
+        except grpc.RpcError as e:
+            return {"code": e.code().name, "message": e.details()}
+
+    S = "cairn.v1.SessionService/"
+    calls = {}
+    created = call(S + "CreateSession", {"session": {"agentId": "py-agent", "labels": {"lang": "python"},
+                                                     "state": {"counter": 1, "nested": {"ok": True}}},
+                                         "requestId": "py-req-1"})
+    calls["CreateSession"] = created
+    sid = created.get("response", {}).get("sessionId", "missing")
+    calls["CreateSession(retry)"] = call(S + "CreateSession", {"session": {"agentId": "py-agent", "labels": {"lang": "python"},
+                                                                          "state": {"counter": 1, "nested": {"ok": True}}},
+                                                              "requestId": "py-req-1"})
+    calls["GetSession"] = call(S + "GetSession", {"sessionId": sid})
+    calls["UpdateSession"] = call(S + "UpdateSession", {"session": {"sessionId": sid, "state": {"counter": 2}},
+                                                        "updateMask": "state", "expectedVersion": "1"})
+    calls["UpdateSession(conflict)"] = call(S + "UpdateSession", {"session": {"sessionId": sid, "state": {"counter": 3}},
+                                                                  "updateMask": "state", "expectedVersion": "1"})
+    calls["ListSessions"] = call(S + "ListSessions", {"filter": {"agentId": "py-agent", "stateContains": {"counter": 2}},
+                                                      "orderBy": "create_time desc", "pageSize": 10})
+    calls["CountSessions"] = call(S + "CountSessions", {"filter": {"labels": {"lang": "python"}}})
+    calls["BatchCreateSessions"] = call(S + "BatchCreateSessions", {"requests": [
+        {"sessionId": "py-b1", "session": {"agentId": "py-agent"}},
+        {"sessionId": "py-b2", "session": {"agentId": "py-agent", "status": "SESSION_STATUS_ENDED"}}]})
+    calls["BatchGetSessions"] = call(S + "BatchGetSessions", {"sessionIds": ["py-b1", "py-b2", sid]})
+    calls["GetSessionStats"] = call(S + "GetSessionStats", {"filter": {"agentId": "py-agent"}})
+    calls["AppendMessages"] = call(S + "AppendMessages", {"sessionId": sid, "messages": [
+        {"role": "user", "content": "hi", "metadata": {"lang": "en"}}, {"role": "assistant", "content": "hello"}]})
+    calls["ListMessages"] = call(S + "ListMessages", {"sessionId": sid})
+    calls["BatchDeleteSessions"] = call(S + "BatchDeleteSessions", {"sessionIds": ["py-b1", "py-b2"]})
+    calls["DeleteSession"] = call(S + "DeleteSession", {"sessionId": sid, "expectedVersion": "2"})
+    calls["GetSession(deleted)"] = call(S + "GetSession", {"sessionId": sid})
+    calls["grpc.health.v1.Health/Check"] = call("grpc.health.v1.Health/Check", {"service": "cairn.v1.SessionService"})
+
+    # Every other method, called with an empty request: it must answer with a
+    # status of its own (UNIMPLEMENTED until its service lands), never hang.
+    for full, m in methods.items():
+        if full.startswith(S) or full.startswith("grpc."):
+            continue
+        calls[full] = call(full, {}, timeout=5)
+
+    print(json.dumps({"services": services, "methods": described, "calls": calls}, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
