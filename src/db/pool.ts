@@ -36,5 +36,8 @@ export function createPool(options: PoolOptions): pg.Pool {
   // An idle client losing its server emits 'error' on the pool; without a
   // listener Node would crash. The next checkout reconnects.
   pool.on("error", () => {});
+  // A checked-out client whose server goes away emits 'error' too; its
+  // running query already rejects with that error, so this one is noise.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }

@@ -160,12 +160,12 @@ def main():
     calls = {}
     created = call(S + "CreateSession", {"session": {"agentId": "py-agent", "labels": {"lang": "python"},
                                                      "state": {"counter": 1, "nested": {"ok": True}}},
-                                         "requestId": "py-req-1"})
+                                         "requestId": f"py-req-{REFLECTION_VERSION}"})
     calls["CreateSession"] = created
     sid = created.get("response", {}).get("sessionId", "missing")
     calls["CreateSession(retry)"] = call(S + "CreateSession", {"session": {"agentId": "py-agent", "labels": {"lang": "python"},
                                                                           "state": {"counter": 1, "nested": {"ok": True}}},
-                                                              "requestId": "py-req-1"})
+                                                              "requestId": f"py-req-{REFLECTION_VERSION}"})
     calls["GetSession"] = call(S + "GetSession", {"sessionId": sid})
     calls["UpdateSession"] = call(S + "UpdateSession", {"session": {"sessionId": sid, "state": {"counter": 2}},
                                                         "updateMask": "state", "expectedVersion": "1"})
@@ -175,14 +175,14 @@ def main():
                                                       "orderBy": "create_time desc", "pageSize": 10})
     calls["CountSessions"] = call(S + "CountSessions", {"filter": {"labels": {"lang": "python"}}})
     calls["BatchCreateSessions"] = call(S + "BatchCreateSessions", {"requests": [
-        {"sessionId": "py-b1", "session": {"agentId": "py-agent"}},
-        {"sessionId": "py-b2", "session": {"agentId": "py-agent", "status": "SESSION_STATUS_ENDED"}}]})
-    calls["BatchGetSessions"] = call(S + "BatchGetSessions", {"sessionIds": ["py-b1", "py-b2", sid]})
+        {"sessionId": f"py-b1-{REFLECTION_VERSION}", "session": {"agentId": "py-agent"}},
+        {"sessionId": f"py-b2-{REFLECTION_VERSION}", "session": {"agentId": "py-agent", "status": "SESSION_STATUS_ENDED"}}]})
+    calls["BatchGetSessions"] = call(S + "BatchGetSessions", {"sessionIds": [f"py-b1-{REFLECTION_VERSION}", f"py-b2-{REFLECTION_VERSION}", sid]})
     calls["GetSessionStats"] = call(S + "GetSessionStats", {"filter": {"agentId": "py-agent"}})
     calls["AppendMessages"] = call(S + "AppendMessages", {"sessionId": sid, "messages": [
         {"role": "user", "content": "hi", "metadata": {"lang": "en"}}, {"role": "assistant", "content": "hello"}]})
     calls["ListMessages"] = call(S + "ListMessages", {"sessionId": sid})
-    calls["BatchDeleteSessions"] = call(S + "BatchDeleteSessions", {"sessionIds": ["py-b1", "py-b2"]})
+    calls["BatchDeleteSessions"] = call(S + "BatchDeleteSessions", {"sessionIds": [f"py-b1-{REFLECTION_VERSION}", f"py-b2-{REFLECTION_VERSION}"]})
     calls["DeleteSession"] = call(S + "DeleteSession", {"sessionId": sid, "expectedVersion": "2"})
     calls["GetSession(deleted)"] = call(S + "GetSession", {"sessionId": sid})
     calls["grpc.health.v1.Health/Check"] = call("grpc.health.v1.Health/Check", {"service": "cairn.v1.SessionService"})

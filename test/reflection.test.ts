@@ -1,0 +1,86 @@
+// Interop: an independent client (Python grpcio, C-core) that has none of
+// Cairn's protos lists, describes and calls every method through server
+// reflection alone, as grpcurl would.
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Harness, startHarness } from "./support/harness.js";
+
+const PYTHON = "/usr/bin/python3";
+const SCRIPT = new URL("./interop/reflection_client.py", import.meta.url).pathname;
+const run = promisify(execFile);
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.stop();
+});
+
+async function reflect(version: string) {
+  if (!existsSync(PYTHON)) throw new Error(`${PYTHON} is missing: install python3-grpcio python3-protobuf (see .ci/run)`);
+  const { stdout } = await run(PYTHON, [SCRIPT, h.daemon.address, version], { timeout: 60_000 }).catch((error) => {
+    throw new Error(`reflection client failed (needs Debian's python3-grpcio and python3-protobuf): ${error.stderr ?? error}`);
+  });
+  return JSON.parse(stdout) as {
+    services: string[];
+    methods: Record<string, { input: string; output: string; input_fields: Record<string, string | number> }>;
+    calls: Record<string, { code: string; response?: any; responses?: any[]; message?: string }>;
+  };
+}
+
+describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
+  it("lists, describes and calls every method", async () => {
+    const r = await reflect(version);
+    expect(r.services).toEqual(
+      expect.arrayContaining([
+        "cairn.v1.SessionService",
+        "cairn.v1.ResolutionService",
+        "cairn.v1.TraceEventService",
+        "cairn.v1.KeyValueService",
+        "cairn.v1.JobService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+      ]),
+    );
+    // Well-known types resolved through reflection, dependencies included.
+    expect(r.methods["cairn.v1.SessionService/UpdateSession"]).toMatchObject({
+      input: "cairn.v1.UpdateSessionRequest",
+      output: "cairn.v1.Session",
+      input_fields: { session: "cairn.v1.Session", update_mask: "google.protobuf.FieldMask" },
+    });
+    expect(r.methods["cairn.v1.SessionService/ListSessions"]!.input_fields.filter).toBe("cairn.v1.SessionFilter");
+    expect(r.methods["cairn.v1.JobService/LeaseJobs"]!.input_fields.wait).toBe("google.protobuf.Duration");
+    expect(Object.keys(r.methods).filter((m) => m.startsWith("cairn.v1."))).toHaveLength(12 + 6 + 6 + 10 + 15);
+
+    const c = r.calls;
+    const created = c["CreateSession"]!.response;
+    expect(created).toMatchObject({ agentId: "py-agent", version: "1", state: { counter: 1, nested: { ok: true } } });
+    expect(created.createTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    expect(c["CreateSession(retry)"]!.response.sessionId).toBe(created.sessionId);
+    expect(c["GetSession"]!.response).toEqual(created);
+    expect(c["UpdateSession"]!.response).toMatchObject({ version: "2", state: { counter: 2 } });
+    expect(c["UpdateSession(conflict)"]!.code).toBe("ABORTED");
+    expect(c["ListSessions"]!.response.sessions.map((s: any) => s.sessionId)).toEqual([created.sessionId]);
+    expect(c["CountSessions"]!.response.count).toBe("1");
+    expect(c["BatchCreateSessions"]!.response.sessions).toHaveLength(2);
+    expect(c["BatchGetSessions"]!.response.sessions).toHaveLength(3);
+    expect(c["GetSessionStats"]!.response.byStatus).toEqual({
+      SESSION_STATUS_ACTIVE: "2",
+      SESSION_STATUS_ENDED: "1",
+      SESSION_STATUS_ERROR: "0",
+    });
+    expect(c["AppendMessages"]!.response.messages.map((m: any) => m.sequence)).toEqual(["1", "2"]);
+    expect(c["ListMessages"]!.response.messages.map((m: any) => m.content)).toEqual(["hi", "hello"]);
+    expect(c["BatchDeleteSessions"]!.code).toBe("OK");
+    expect(c["DeleteSession"]!.code).toBe("OK");
+    expect(c["GetSession(deleted)"]!.code).toBe("NOT_FOUND");
+    expect(c["grpc.health.v1.Health/Check"]!.response).toEqual({ status: "SERVING" });
+    const others = Object.entries(c).filter(([name]) => name.startsWith("cairn.v1.") && !name.startsWith("cairn.v1.SessionService"));
+    expect(others).toHaveLength(6 + 6 + 10 + 15);
+    for (const [, outcome] of others) expect(outcome.code).toBe("UNIMPLEMENTED");
+  });
+});
