@@ -1,0 +1,29 @@
+# Multi-stage image: build with dev dependencies, ship the compiled daemon
+# with production dependencies only, running as a non-root user.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY clients/typescript/package.json clients/typescript/
+RUN npm ci
+COPY . .
+RUN npx tsc -b && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production \
+    CAIRN_LISTEN=0.0.0.0:50051 \
+    CAIRN_DATA_DIR=/var/lib/cairn/data
+RUN groupadd --system cairn && useradd --system --gid cairn --home-dir /var/lib/cairn cairn \
+    && mkdir -p /var/lib/cairn && chown cairn:cairn /var/lib/cairn
+WORKDIR /app
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/migrations ./migrations
+COPY --from=build /app/clients/typescript/package.json ./clients/typescript/
+COPY --from=build /app/clients/typescript/dist ./clients/typescript/dist
+USER cairn
+EXPOSE 50051
+# Without DATABASE_URL the image runs its embedded PostgreSQL in /var/lib/cairn
+# (mount a volume there); set DATABASE_URL to use your own PostgreSQL 15+.
+ENTRYPOINT ["node", "dist/src/main.js"]
+CMD ["serve"]

@@ -1,0 +1,43 @@
+import { readdirSync, readFileSync } from "node:fs";
+import pg from "pg";
+import { afterAll, expect, it } from "vitest";
+import { migrate } from "../src/db/migrate.js";
+import { createLogger } from "../src/logger.js";
+import { MIGRATIONS_DIR } from "../src/paths.js";
+import { createTestDatabase } from "./support/harness.js";
+
+const log = createLogger("silent");
+const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith(".sql")).sort();
+const drops: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const drop of drops) await drop();
+});
+
+it("applies every migration once to a fresh database, then nothing", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  const applied = await migrate(db.url, log);
+  expect(applied).toEqual(files.map((f) => f.replace(/\.sql$/, "")));
+  expect(await migrate(db.url, log)).toEqual([]);
+});
+
+it("replicas migrating at once take turns on the advisory lock", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  const results = await Promise.all([migrate(db.url, log), migrate(db.url, log), migrate(db.url, log)]);
+  expect(results.flat()).toHaveLength(files.length);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  const rows = await client.query("SELECT name FROM pgmigrations ORDER BY id");
+  await client.end();
+  expect(rows.rows.map((r) => r.name)).toEqual(files.map((f) => f.replace(/\.sql$/, "")));
+});
+
+it("migrations are forward-only SQL", () => {
+  expect(files.length).toBeGreaterThan(0);
+  for (const file of files) {
+    const text = readFileSync(`${MIGRATIONS_DIR}/${file}`, "utf8");
+    expect(text, file).toMatch(/^-- Up Migration/m);
+    expect(text, file).not.toMatch(/^\s*--[\s-]*down\s+migration/im);
+  }
+});

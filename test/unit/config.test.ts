@@ -1,0 +1,37 @@
+import { resolve } from "node:path";
+import { expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.js";
+
+it("has sensible defaults", () => {
+  const config = loadConfig([], {});
+  expect(config).toMatchObject({
+    listen: "127.0.0.1:50051",
+    databaseUrl: undefined,
+    dataDir: resolve(".cairn/data"),
+    dbPoolMax: 20,
+    logLevel: "info",
+    limits: { maxDocumentBytes: 1048576, maxKeyBytes: 512, maxBatchItems: 1000, maxMessageBytes: 8388608 },
+  });
+});
+
+it("flags override environment variables", () => {
+  const config = loadConfig(["--listen", "0.0.0.0:6000", "--db-pool-max", "3"], { CAIRN_LISTEN: "127.0.0.1:1", CAIRN_DB_POOL_MAX: "9", CAIRN_LOG_LEVEL: "warn" });
+  expect(config).toMatchObject({ listen: "0.0.0.0:6000", dbPoolMax: 3, logLevel: "warn" });
+});
+
+it("names every bad setting at once", () => {
+  try {
+    loadConfig(["--log-level", "loud"], { CAIRN_MAX_BATCH_ITEMS: "0", DATABASE_URL: "http://x" });
+    expect.unreachable();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message).toContain("--log-level");
+    expect(message).toContain("CAIRN_MAX_BATCH_ITEMS");
+    expect(message).toContain("DATABASE_URL");
+  }
+});
+
+it("an empty DATABASE_URL means embedded", () => {
+  expect(loadConfig([], { DATABASE_URL: "" }).databaseUrl).toBeUndefined();
+});
