@@ -67,11 +67,12 @@ describe("with a healthy database", () => {
     }
   });
 
-  async function waitingQueries(sql: pg.Pool, like: string): Promise<number> {
+  /** UpdateSession statements of the daemon now waiting on a row lock. */
+  async function blockedUpdates(sql: pg.Pool): Promise<number> {
     const result = await sql.query(
       `SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE datname = current_database() AND state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`,
-      [like],
+        WHERE datname = current_database() AND state = 'active' AND wait_event_type = 'Lock'
+          AND query LIKE '%UPDATE sessions s SET%' AND pid <> pg_backend_pid()`,
     );
     return result.rows[0].n;
   }
@@ -83,13 +84,14 @@ describe("with a healthy database", () => {
       await locker.query("BEGIN");
       await locker.query("SELECT 1 FROM sessions WHERE session_id = $1 FOR UPDATE", [sessionId]);
       const started = Date.now();
-      const f = await failure(
-        h.client.sessions.updateSession({ session: { sessionId, state: { x: 1 } }, updateMask: ["state"] }, { deadline: 300 }),
+      const call = failure(
+        h.client.sessions.updateSession({ session: { sessionId, state: { x: 1 } }, updateMask: ["state"] }, { deadline: 1_500 }),
       );
-      expect(f.code).toBe(status.DEADLINE_EXCEEDED);
+      await waitFor("the UPDATE to block", async () => (await blockedUpdates(h.sql)) === 1, 1_400);
+      expect((await call).code).toBe(status.DEADLINE_EXCEEDED);
       expect(Date.now() - started).toBeLessThan(5_000);
       // Without the cancel the UPDATE would wait on the lock for statement_timeout (30 s).
-      await waitFor("the UPDATE to be cancelled", async () => (await waitingQueries(h.sql, "UPDATE sessions SET%")) === 0, 3_000);
+      await waitFor("the UPDATE to be cancelled", async () => (await blockedUpdates(h.sql)) === 0, 3_000);
     } finally {
       await locker.query("ROLLBACK");
       locker.release();
@@ -107,10 +109,10 @@ describe("with a healthy database", () => {
       const call = failure(
         h.client.sessions.updateSession({ session: { sessionId, state: { x: 1 } }, updateMask: ["state"] }, { signal: controller.signal }),
       );
-      await waitFor("the UPDATE to block", async () => (await waitingQueries(h.sql, "UPDATE sessions SET%")) === 1, 3_000);
+      await waitFor("the UPDATE to block", async () => (await blockedUpdates(h.sql)) === 1, 3_000);
       controller.abort();
       expect((await call).code).toBe(status.CANCELLED);
-      await waitFor("the UPDATE to be cancelled", async () => (await waitingQueries(h.sql, "UPDATE sessions SET%")) === 0, 3_000);
+      await waitFor("the UPDATE to be cancelled", async () => (await blockedUpdates(h.sql)) === 0, 3_000);
     } finally {
       await locker.query("ROLLBACK");
       locker.release();

@@ -27,6 +27,24 @@ export class Database implements Queryable {
     return this.withClient(scope, (client) => client.query<R>(text, values));
   }
 
+  /**
+   * A hot statement, prepared once per connection under `name` so that
+   * PostgreSQL parses and plans it once rather than on every call.
+   */
+  runPrepared<R extends pg.QueryResultRow = any>(
+    scope: CallScope,
+    name: string,
+    text: string,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    return this.withClient(scope, (client) => client.query<R>({ name, text, values }));
+  }
+
+  /** Runs each statement on its own (autocommit), cancelled with the call. */
+  scoped(scope: CallScope): Queryable {
+    return { query: (text, values) => this.run(scope, text, values) };
+  }
+
   /** fn runs inside BEGIN..COMMIT; any throw rolls back. */
   transaction<T>(scope: CallScope, fn: (tx: Queryable) => Promise<T>): Promise<T> {
     return this.withClient(scope, async (client) => {

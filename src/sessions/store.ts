@@ -1,6 +1,7 @@
 // SQL for sessions and their message history. No gRPC types here: records
 // use plain JSON objects and microsecond RFC 3339 time strings.
 import type { CallScope, Database, Queryable } from "../db/database.js";
+import { Coalescer } from "../db/coalescer.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
 
@@ -91,6 +92,11 @@ export const CREATE_SCOPE = "cairn.v1.SessionService/CreateSession";
 
 const SESSION_COLUMNS = `session_id, agent_id, user_id, status, labels, metadata, state, version,
   create_time, update_time, end_time`;
+
+/** The same columns, qualified, for statements that join sessions to other rows. */
+const SESSION_COLUMNS_OF_S = SESSION_COLUMNS.split(",")
+  .map((column) => `s.${column.trim()}`)
+  .join(", ");
 
 const MESSAGE_COLUMNS = `session_id, sequence, role, content, metadata, create_time`;
 
@@ -192,11 +198,102 @@ function jsonOrNull(value: JsonObject | null | undefined): string | null {
   return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
+export interface SessionUpdate {
+  sessionId: string;
+  patch: SessionPatch;
+  expectedVersion: number | undefined;
+}
+
 export class SessionStore {
+  /** GetSession and UpdateSession calls arriving together share one statement. */
+  private readonly reads = new Coalescer<string, SessionRecord | undefined>(
+    async (ids, signal) => {
+      const byId = await this.readSessions({ signal }, ids);
+      return ids.map((id) => byId.get(id));
+    },
+    { keyOf: (id) => id, shareEqualKeys: true },
+  );
+  private readonly updates = new Coalescer<SessionUpdate, SessionRecord | undefined>(
+    (updates, signal) => this.applyUpdates({ signal }, updates),
+    { keyOf: (u) => u.sessionId, shareEqualKeys: false },
+  );
+
   constructor(private readonly db: Database) {}
 
+  /** One query for many ids; absent ids are missing from the map. */
+  async readSessions(scope: CallScope, sessionIds: string[]): Promise<Map<string, SessionRecord>> {
+    const result = await this.db.runPrepared<SessionRow>(
+      scope,
+      "sessions_read",
+      `SELECT ${SESSION_COLUMNS} FROM sessions WHERE session_id = ANY ($1::text[])`,
+      [sessionIds],
+    );
+    return new Map(result.rows.map((row) => [row.session_id, toSession(row)]));
+  }
+
+  /**
+   * One UPDATE for many sessions (each at most once), each with its own
+   * patch and version condition; undefined where a session is missing or at
+   * another version. Rows are locked in session_id order so that concurrent
+   * batches cannot deadlock each other.
+   */
+  async applyUpdates(scope: CallScope, updates: SessionUpdate[]): Promise<(SessionRecord | undefined)[]> {
+    const rows = updates.map((u, ord) => ({
+      ord,
+      session_id: u.sessionId,
+      status: u.patch.status ?? null,
+      user_id: u.patch.userId ?? null,
+      labels: u.patch.labels ?? null,
+      set_metadata: u.patch.metadata !== undefined,
+      metadata: u.patch.metadata ?? null,
+      set_state: u.patch.state !== undefined,
+      state: u.patch.state ?? null,
+      expected_version: u.expectedVersion ?? null,
+    }));
+    // SET expressions see the old row, so end_time compares old and new status.
+    const result = await this.db.runPrepared<SessionRow & { ord: number }>(
+      scope,
+      "sessions_update",
+      `WITH p AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS p (
+           ord int, session_id text, status text, user_id text, labels jsonb,
+           set_metadata boolean, metadata jsonb, set_state boolean, state jsonb, expected_version bigint)
+       ), locked AS (
+         SELECT s.session_id FROM sessions s JOIN p USING (session_id)
+          WHERE s.session_id = ANY ($2::text[])
+            AND (p.expected_version IS NULL OR s.version = p.expected_version)
+          ORDER BY s.session_id
+          FOR UPDATE OF s
+       )
+       UPDATE sessions s SET
+         status = COALESCE(p.status, s.status),
+         user_id = COALESCE(p.user_id, s.user_id),
+         labels = COALESCE(p.labels, s.labels),
+         metadata = CASE WHEN p.set_metadata THEN p.metadata ELSE s.metadata END,
+         state = CASE WHEN p.set_state THEN p.state ELSE s.state END,
+         end_time = CASE
+           WHEN COALESCE(p.status, s.status) = 'ACTIVE' THEN NULL
+           WHEN s.status = 'ACTIVE' THEN now()
+           ELSE s.end_time END,
+         version = s.version + 1,
+         update_time = now()
+       FROM p JOIN locked USING (session_id)
+       WHERE s.session_id = p.session_id AND s.session_id = ANY ($2::text[])
+         AND (p.expected_version IS NULL OR s.version = p.expected_version)
+       RETURNING p.ord, ${SESSION_COLUMNS_OF_S}`,
+      // The id array lets the planner see how few rows the recordset holds
+      // and use the primary key instead of scanning.
+      [JSON.stringify(rows), updates.map((u) => u.sessionId)],
+    );
+    const updated: (SessionRecord | undefined)[] = updates.map(() => undefined);
+    for (const row of result.rows) updated[row.ord] = toSession(row);
+    return updated;
+  }
+
   /** Creates every session or none (one transaction); replays known request ids. */
-  createSessions(scope: CallScope, creates: SessionCreate[]): Promise<SessionRecord[]> {
+  async createSessions(scope: CallScope, creates: SessionCreate[]): Promise<SessionRecord[]> {
+    // One plain INSERT needs no transaction: it is atomic on its own.
+    if (creates.length === 1 && creates[0]!.requestId === "") return [await this.createOne(this.db.scoped(scope), creates[0]!)];
     return this.db.transaction(scope, async (tx) => {
       const created: SessionRecord[] = [];
       for (const create of creates) created.push(await this.createOne(tx, create));
@@ -235,21 +332,14 @@ export class SessionStore {
   }
 
   async getSession(scope: CallScope, sessionId: string): Promise<SessionRecord> {
-    const result = await this.db.run<SessionRow>(scope, `SELECT ${SESSION_COLUMNS} FROM sessions WHERE session_id = $1`, [
-      sessionId,
-    ]);
-    if (!result.rows[0]) throw notFound("session", sessionId);
-    return toSession(result.rows[0]);
+    const session = await this.reads.submit(sessionId, scope.signal);
+    if (!session) throw notFound("session", sessionId);
+    return session;
   }
 
   /** In request order; NOT_FOUND naming the first missing id. */
   async batchGetSessions(scope: CallScope, sessionIds: string[]): Promise<SessionRecord[]> {
-    const result = await this.db.run<SessionRow>(
-      scope,
-      `SELECT ${SESSION_COLUMNS} FROM sessions WHERE session_id = ANY ($1::text[])`,
-      [sessionIds],
-    );
-    const byId = new Map(result.rows.map((row) => [row.session_id, toSession(row)]));
+    const byId = await this.readSessions(scope, sessionIds);
     return sessionIds.map((id) => {
       const session = byId.get(id);
       if (!session) throw notFound("session", id);
@@ -263,36 +353,8 @@ export class SessionStore {
     patch: SessionPatch,
     expectedVersion: number | undefined,
   ): Promise<SessionRecord> {
-    // SET expressions see the old row, so end_time compares old and new status.
-    const result = await this.db.run<SessionRow>(
-      scope,
-      `UPDATE sessions SET
-         status = COALESCE($2, status),
-         user_id = COALESCE($3, user_id),
-         labels = COALESCE($4::jsonb, labels),
-         metadata = CASE WHEN $5 THEN $6::jsonb ELSE metadata END,
-         state = CASE WHEN $7 THEN $8::jsonb ELSE state END,
-         end_time = CASE
-           WHEN COALESCE($2, status) = 'ACTIVE' THEN NULL
-           WHEN status = 'ACTIVE' THEN now()
-           ELSE end_time END,
-         version = version + 1,
-         update_time = now()
-       WHERE session_id = $1 AND ($9::bigint IS NULL OR version = $9)
-       RETURNING ${SESSION_COLUMNS}`,
-      [
-        sessionId,
-        patch.status ?? null,
-        patch.userId ?? null,
-        patch.labels === undefined ? null : JSON.stringify(patch.labels),
-        patch.metadata !== undefined,
-        jsonOrNull(patch.metadata),
-        patch.state !== undefined,
-        jsonOrNull(patch.state),
-        expectedVersion ?? null,
-      ],
-    );
-    if (result.rows[0]) return toSession(result.rows[0]);
+    const updated = await this.updates.submit({ sessionId, patch, expectedVersion }, scope.signal);
+    if (updated) return updated;
     throw await this.missOrConflict(scope, sessionId);
   }
 

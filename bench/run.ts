@@ -1,0 +1,20 @@
+// `npm run bench -- <name>`: runs one benchmark and prints its table.
+import { benchSessions } from "./sessions.js";
+
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  sessions: benchSessions,
+};
+
+const name = process.argv[2];
+const bench = name ? BENCHMARKS[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- <${Object.keys(BENCHMARKS).join("|")}>`);
+  process.exit(2);
+}
+bench().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

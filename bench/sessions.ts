@@ -1,0 +1,86 @@
+// CreateSession, GetSession and UpdateSession over gRPC against the same
+// SQL (SessionStore itself) on a raw pg pool of the same size, in one run.
+// The raw side runs one statement per call; Cairn coalesces the GetSession
+// and UpdateSession calls that arrive together into one statement, which is
+// part of what is measured.
+import { CairnClient } from "@cairn/client";
+import { v7 as uuidv7 } from "uuid";
+import { Database } from "../src/db/database.js";
+import { createPool } from "../src/db/pool.js";
+import { SessionStore } from "../src/sessions/store.js";
+import { startBenchEnvironment } from "./environment.js";
+import { formatTable, measure, type Result } from "./measure.js";
+
+const CONCURRENCIES = [1, 16, 64];
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SEED_SESSIONS = 2000;
+
+interface Target {
+  create(worker: number, i: number): Promise<unknown>;
+  get(worker: number, i: number): Promise<unknown>;
+  update(worker: number, i: number): Promise<unknown>;
+}
+
+const state = (i: number) => ({ step: i, memory: { goal: "benchmark", notes: ["a", "b", "c"] } });
+
+export async function benchSessions(): Promise<void> {
+  const env = await startBenchEnvironment();
+  const client = new CairnClient(env.cairnAddress);
+  const pool = createPool({ connectionString: env.databaseUrl, max: env.poolMax, statementTimeoutMs: 30_000 });
+  const store = new SessionStore(new Database(pool));
+  try {
+    const { sessions } = await client.sessions.batchCreateSessions({
+      requests: Array.from({ length: 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
+    });
+    const more = await client.sessions.batchCreateSessions({
+      requests: Array.from({ length: SEED_SESSIONS - 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
+    });
+    const ids = [...sessions, ...more.sessions].map((s) => s.sessionId);
+    const pick = (worker: number, i: number) => ids[(worker * 7919 + i * 31) % ids.length]!;
+    // Each worker updates sessions of its own, so updates never conflict.
+    const own = (worker: number, i: number) => ids[(worker * 64 + (i % 16)) % ids.length]!;
+
+    const cairn: Target = {
+      create: () => client.sessions.createSession({ session: { agentId: "bench", labels: { kind: "bench" }, state: state(0) } }),
+      get: (w, i) => client.sessions.getSession({ sessionId: pick(w, i) }),
+      update: (w, i) => client.sessions.updateSession({ session: { sessionId: own(w, i), state: state(i) }, updateMask: ["state"] }),
+    };
+    const raw: Target = {
+      create: () =>
+        store.createSessions({}, [
+          {
+            session: { sessionId: uuidv7(), agentId: "bench", userId: "", status: "ACTIVE", labels: { kind: "bench" }, metadata: null, state: state(0) },
+            requestId: "",
+            requestHash: "",
+          },
+        ]),
+      // The statements GetSession and UpdateSession run, once per call.
+      get: (w, i) => store.readSessions({}, [pick(w, i)]),
+      update: (w, i) => store.applyUpdates({}, [{ sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
+    };
+
+    const rows: string[][] = [["method", "conc", "cairn calls/s", "p50 ms", "p99 ms", "raw pg calls/s", "p50 ms", "p99 ms", "cairn/raw"]];
+    const fmt = (r: Result) => [r.callsPerSecond.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)];
+    for (const [name, method] of [
+      ["CreateSession", "create"],
+      ["GetSession", "get"],
+      ["UpdateSession", "update"],
+    ] as const) {
+      for (const concurrency of CONCURRENCIES) {
+        await measure(concurrency, 0.5, cairn[method]); // warm-up
+        const c = await measure(concurrency, SECONDS, cairn[method]);
+        await measure(concurrency, 0.5, raw[method]);
+        const r = await measure(concurrency, SECONDS, raw[method]);
+        if (c.errors || r.errors) console.error(`${name}@${concurrency}: ${c.errors} cairn errors, ${r.errors} raw errors`);
+        rows.push([name, String(concurrency), ...fmt(c), ...fmt(r), `${((100 * c.callsPerSecond) / r.callsPerSecond).toFixed(0)}%`]);
+        console.error(rows[rows.length - 1]!.join(" "));
+      }
+    }
+    console.log(`\nsessions benchmark (${SECONDS} s per cell, pool ${env.poolMax}, node ${process.version})\n`);
+    console.log(formatTable(rows));
+  } finally {
+    client.close();
+    await pool.end();
+    await env.close();
+  }
+}
