@@ -79,3 +79,32 @@ it.each(["create_time", "create_time desc"])(
     for (const id of existing) expect(seen).toContain(id); // nothing earlier skipped
   },
 );
+
+it("a burst of updates to many sessions, some with stale versions, succeeds or conflicts one by one", async () => {
+  const { sessions } = await h.client.sessions.batchCreateSessions({
+    requests: Array.from({ length: 60 }, (_, i) => ({ session: { agentId: "burst", state: { i } } })),
+  });
+  const outcomes = await Promise.allSettled(
+    sessions.map((s, i) =>
+      h.client.sessions.updateSession({
+        session: { sessionId: s.sessionId, state: { i, updated: true } },
+        updateMask: ["state"],
+        expectedVersion: i % 3 === 0 ? 5 : 1,
+      }),
+    ),
+  );
+  outcomes.forEach((outcome, i) => {
+    if (i % 3 === 0) {
+      expect(outcome.status).toBe("rejected");
+      expect(((outcome as PromiseRejectedResult).reason as ServiceError).code).toBe(status.ABORTED);
+    } else {
+      expect(outcome.status).toBe("fulfilled");
+      expect((outcome as PromiseFulfilledResult<{ state: unknown; version: number }>).value).toMatchObject({
+        state: { i, updated: true },
+        version: 2,
+      });
+    }
+  });
+  const after = await h.client.sessions.batchGetSessions({ sessionIds: sessions.map((s) => s.sessionId) });
+  after.sessions.forEach((s, i) => expect(s.version).toBe(i % 3 === 0 ? 1 : 2));
+});
