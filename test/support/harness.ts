@@ -66,6 +66,9 @@ export async function startHarness(overrides: Partial<Config> = {}): Promise<Har
   const daemon = await startDaemon(config, createLogger(config.logLevel));
   const client = new CairnClient(daemon.address);
   const sql = new pg.Pool({ connectionString: database.url, max: 4 });
+  // DROP DATABASE ... WITH (FORCE) at the end may still find a closing client.
+  sql.on("error", () => {});
+  sql.on("connect", (client) => client.on("error", () => {}));
   return {
     daemon,
     client,
