@@ -8,20 +8,6 @@ import { alreadyExists, notFound, versionConflict } from "../errors.js";
 export type SessionStatusName = "ACTIVE" | "ENDED" | "ERROR";
 export type JsonObject = Record<string, unknown>;
 
-export interface SessionRecord {
-  sessionId: string;
-  agentId: string;
-  userId: string;
-  status: SessionStatusName;
-  labels: Record<string, string>;
-  metadata: JsonObject | null;
-  state: JsonObject | null;
-  version: number;
-  createTime: string;
-  updateTime: string;
-  endTime: string | null;
-}
-
 export interface NewSession {
   sessionId: string;
   agentId: string;
@@ -30,6 +16,13 @@ export interface NewSession {
   labels: Record<string, string>;
   metadata: JsonObject | null;
   state: JsonObject | null;
+}
+
+export interface SessionRecord extends NewSession {
+  version: number;
+  createTime: string;
+  updateTime: string;
+  endTime: string | null;
 }
 
 export interface SessionCreate {
