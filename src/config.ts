@@ -25,6 +25,8 @@ export interface Config {
   statementTimeoutMs: number;
   shutdownGraceMs: number;
   healthCheckIntervalMs: number;
+  /** Longest silence of an idle subscription before a progress message. */
+  progressIntervalMs: number;
   limits: Limits;
 }
 
@@ -122,6 +124,13 @@ export const SETTINGS = {
     parse: positiveInt(50),
     help: "how often the database is probed for health",
   },
+  progressIntervalMs: {
+    env: "CAIRN_PROGRESS_INTERVAL_MS",
+    flag: "progress-interval-ms",
+    default: 4_000,
+    parse: positiveInt(50, 5_000),
+    help: "longest silence of an idle subscription before a progress message",
+  },
   maxDocumentBytes: {
     env: "CAIRN_MAX_DOCUMENT_BYTES",
     flag: "max-document-bytes",
@@ -186,6 +195,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     statementTimeoutMs: v.statementTimeoutMs,
     shutdownGraceMs: v.shutdownGraceMs,
     healthCheckIntervalMs: v.healthCheckIntervalMs,
+    progressIntervalMs: v.progressIntervalMs,
     limits: {
       maxDocumentBytes: v.maxDocumentBytes,
       maxKeyBytes: v.maxKeyBytes,

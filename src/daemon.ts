@@ -8,6 +8,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from "./db/embedded.js";
 import { isConnectionError } from "./db/errors.js";
 import { migrate } from "./db/migrate.js";
 import { DatabaseMonitor } from "./db/monitor.js";
+import { CHANNELS, NotifyHub } from "./db/notify-hub.js";
 import { createPool } from "./db/pool.js";
 import type { Logger } from "./logger.js";
 import { buildServer } from "./server.js";
@@ -71,11 +72,14 @@ function bind(server: grpc.Server, listen: string): Promise<number> {
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const database = await resolveDatabase(config, log);
   let pool: pg.Pool | undefined;
+  let hub: NotifyHub | undefined;
   try {
     await migrateWhenReachable(database.url, log);
     pool = createPool({ connectionString: database.url, max: config.dbPoolMax, statementTimeoutMs: config.statementTimeoutMs });
     const db = new Database(pool);
-    const { server, streams, setServing } = buildServer(config, db, log);
+    hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
+    await hub.start();
+    const { server, streams, setServing } = buildServer(config, db, hub, log);
     const monitor = new DatabaseMonitor(pool, config.healthCheckIntervalMs, log, setServing);
     const port = await bind(server, config.listen);
     const address = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${port}`;
@@ -102,12 +106,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           });
         });
         monitor.stop();
+        await hub!.stop();
         await pool!.end();
         await database.embedded?.stop();
         log.info("stopped");
       })());
     return { address, databaseUrl: database.url, stop };
   } catch (error) {
+    await hub?.stop();
     await pool?.end().catch(() => {});
     await database.embedded?.stop();
     throw error;

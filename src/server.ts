@@ -13,11 +13,14 @@ import type { Database } from "./db/database.js";
 import { bindService, type HandlerDeps, StreamRegistry } from "./grpc/handlers.js";
 import { addReflection } from "./grpc/reflection.js";
 import type { Logger } from "./logger.js";
+import type { NotifyHub } from "./db/notify-hub.js";
 import { sessionHandlers } from "./sessions/service.js";
 import { SessionStore } from "./sessions/store.js";
+import { traceHandlers } from "./traces/service.js";
+import { TraceStore } from "./traces/store.js";
 
 /** Services that answer real calls; their health follows the database. */
-export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService"];
+export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService", "cairn.v1.TraceEventService"];
 
 export interface BuiltServer {
   server: grpc.Server;
@@ -25,7 +28,7 @@ export interface BuiltServer {
   setServing(serving: boolean): void;
 }
 
-export function buildServer(config: Config, db: Database, log: Logger): BuiltServer {
+export function buildServer(config: Config, db: Database, hub: NotifyHub, log: Logger): BuiltServer {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_send_message_length": config.limits.maxMessageBytes,
@@ -37,7 +40,14 @@ export function buildServer(config: Config, db: Database, log: Logger): BuiltSer
   // The rest of the contract is served so that it can be listed and
   // described; its methods answer UNIMPLEMENTED until their issues land.
   server.addService(ResolutionServiceService, bindService(ResolutionServiceService, {}, deps));
-  server.addService(TraceEventServiceService, bindService(TraceEventServiceService, {}, deps));
+  server.addService(
+    TraceEventServiceService,
+    bindService(
+      TraceEventServiceService,
+      traceHandlers(new TraceStore(db), { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs }),
+      deps,
+    ),
+  );
   server.addService(KeyValueServiceService, bindService(KeyValueServiceService, {}, deps));
   server.addService(JobServiceService, bindService(JobServiceService, {}, deps));
 

@@ -4,6 +4,7 @@ import type { CallScope, Database, Queryable } from "../db/database.js";
 import { Coalescer } from "../db/coalescer.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
+import { deleteSessionEvents } from "../traces/store.js";
 
 export type SessionStatusName = "ACTIVE" | "ENDED" | "ERROR";
 export type JsonObject = Record<string, unknown>;
@@ -467,8 +468,9 @@ export class SessionStore {
 /**
  * Deletes sessions and everything scoped to them, inside the caller's
  * transaction; returns the ids actually deleted. Messages go by ON DELETE
- * CASCADE; the resolution, trace and key-value tables join this cascade
- * when their services land.
+ * CASCADE, trace events explicitly (events may name sessions Cairn does not
+ * hold, so there is no foreign key); the resolution and key-value tables
+ * join this cascade when their services land.
  */
 async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVersion: number | undefined): Promise<string[]> {
   const deleted = await tx.query<{ session_id: string }>(
@@ -477,5 +479,7 @@ async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVe
       RETURNING session_id`,
     [sessionIds, expectedVersion ?? null],
   );
-  return deleted.rows.map((row) => row.session_id);
+  const ids = deleted.rows.map((row) => row.session_id);
+  if (ids.length > 0) await deleteSessionEvents(tx, ids);
+  return ids;
 }

@@ -61,14 +61,15 @@ export interface CallOptions {
 
 /**
  * Unary methods become `(partialRequest, options?) => Promise<response>`;
- * streaming methods keep grpc-js's stream objects (see `raw`).
+ * server-streaming ones `(partialRequest, options?) => ClientReadableStream`;
+ * bidirectional ones `(options?) => ClientDuplexStream` taking partial requests.
  */
 export type PromiseClient<S extends ServiceDefinition> = {
-  [K in keyof S as S[K]["requestStream"] extends false
+  [K in keyof S]: S[K]["requestStream"] extends false
     ? S[K]["responseStream"] extends false
-      ? K
-      : never
-    : never]: (request: DeepPartial<RequestOf<S[K]>>, options?: CallOptions) => Promise<ResponseOf<S[K]>>;
+      ? (request: DeepPartial<RequestOf<S[K]>>, options?: CallOptions) => Promise<ResponseOf<S[K]>>
+      : (request: DeepPartial<RequestOf<S[K]>>, options?: CallOptions) => grpc.ClientReadableStream<ResponseOf<S[K]>>
+    : (options?: CallOptions) => grpc.ClientDuplexStream<DeepPartial<RequestOf<S[K]>>, ResponseOf<S[K]>>;
 };
 
 function toDeadline(deadline: number | Date | undefined): grpc.Deadline | undefined {
@@ -87,22 +88,50 @@ function promisify<S extends ServiceDefinition>(
 ): PromiseClient<S> {
   const wrapped: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(definition)) {
-    if (method.requestStream || method.responseStream) continue;
     // Every cairn.v1 request message is named after its method.
     const requestType = messages[`${upperFirst(name)}Request`] as MessageFns<unknown> | undefined;
     if (!requestType) throw new Error(`no request message for ${method.path}`);
+    const serialize = (partial: unknown) => method.requestSerialize(requestType.fromPartial(partial ?? {}));
+    const callOptions = (options: CallOptions) => ({ deadline: toDeadline(options.deadline) });
+    const cancelOnAbort = (call: { cancel(): void }, options: CallOptions) => {
+      options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+      return call;
+    };
+    if (method.requestStream) {
+      wrapped[name] = (options: CallOptions = {}) =>
+        cancelOnAbort(
+          client.makeBidiStreamRequest(method.path, serialize, method.responseDeserialize, options.metadata ?? new grpc.Metadata(), callOptions(options)),
+          options,
+        );
+      continue;
+    }
+    if (method.responseStream) {
+      wrapped[name] = (request: unknown, options: CallOptions = {}) =>
+        cancelOnAbort(
+          client.makeServerStreamRequest(
+            method.path,
+            serialize,
+            method.responseDeserialize,
+            request,
+            options.metadata ?? new grpc.Metadata(),
+            callOptions(options),
+          ),
+          options,
+        );
+      continue;
+    }
     wrapped[name] = (request: unknown, options: CallOptions = {}) =>
       new Promise((resolve, reject) => {
         const call = client.makeUnaryRequest(
           method.path,
-          method.requestSerialize,
+          serialize,
           method.responseDeserialize,
-          requestType.fromPartial(request ?? {}),
+          request,
           options.metadata ?? new grpc.Metadata(),
-          { deadline: toDeadline(options.deadline) },
+          callOptions(options),
           (error, response) => (error ? reject(error) : resolve(response)),
         );
-        options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+        cancelOnAbort(call, options);
       });
   }
   return wrapped as PromiseClient<S>;
@@ -120,7 +149,7 @@ export class CairnClient {
   readonly traces: PromiseClient<typeof trace.TraceEventServiceService>;
   readonly keyValue: PromiseClient<typeof keyvalue.KeyValueServiceService>;
   readonly jobs: PromiseClient<typeof job.JobServiceService>;
-  /** The generated grpc-js clients, for streaming methods. */
+  /** The generated grpc-js clients (they take complete messages). */
   readonly raw: {
     sessions: session.SessionServiceClient;
     resolutions: resolution.ResolutionServiceClient;
