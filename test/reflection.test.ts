@@ -79,8 +79,19 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
     expect(c["DeleteSession"]!.code).toBe("OK");
     expect(c["GetSession(deleted)"]!.code).toBe("NOT_FOUND");
     expect(c["grpc.health.v1.Health/Check"]!.response).toEqual({ status: "SERVING" });
-    const others = Object.entries(c).filter(([name]) => name.startsWith("cairn.v1.") && !name.startsWith("cairn.v1.SessionService"));
-    expect(others).toHaveLength(6 + 6 + 10 + 15);
+    expect(c["AppendEvents"]!.response.results.map((r: any) => r.sequence)).toEqual(["1", "2"]);
+    expect(c["IngestEvents"]!.responses).toEqual([expect.objectContaining({ batchId: "py-b", accepted: 1 })]);
+    const listed = c["ListTraceEvents"]!.response.events;
+    expect(listed.map((e: any) => e.sequence)).toEqual(["1", "2", "3"]);
+    expect(listed[0]).toMatchObject({ severity: "SEVERITY_WARNING", time: "2026-11-22T08:20:29.123456Z", payload: { i: 1 } });
+    expect(c["ListSessionEvents"]!.response.events).toHaveLength(3);
+    expect(c["SubscribeEvents"]!.code).toBe("DEADLINE_EXCEEDED");
+    expect(c["SubscribeEvents"]!.responses!.map((r: any) => r.event?.sequence)).toEqual(["1", "2", "3"]);
+    expect(c["VerifyTrace"]!.response).toMatchObject({ valid: true, eventCount: "3", headHash: listed[2].eventHash });
+    const others = Object.entries(c).filter(
+      ([name]) => name.startsWith("cairn.v1.") && !name.startsWith("cairn.v1.SessionService") && !name.startsWith("cairn.v1.TraceEventService"),
+    );
+    expect(others).toHaveLength(6 + 10 + 15);
     for (const [, outcome] of others) expect(outcome.code).toBe("UNIMPLEMENTED");
   });
 });

@@ -142,19 +142,22 @@ def main():
         path = f"/{full}"
         ser = lambda msg: msg.SerializeToString()
         de = cls(m.output_type).FromString
+        out = []
         try:
             if not m.client_streaming and not m.server_streaming:
                 resp = channel.unary_unary(path, request_serializer=ser, response_deserializer=de)(request, timeout=timeout)
                 return {"code": "OK", "response": json_format.MessageToDict(resp)}
             if m.client_streaming:
                 stub = channel.stream_stream(path, request_serializer=ser, response_deserializer=de)
-                out = [json_format.MessageToDict(r) for r in stub(iter([request]), timeout=timeout)]
+                responses = stub(iter([request]), timeout=timeout)
             else:
                 stub = channel.unary_stream(path, request_serializer=ser, response_deserializer=de)
-                out = [json_format.MessageToDict(r) for r in stub(request, timeout=timeout)]
+                responses = stub(request, timeout=timeout)
+            for r in responses:
+                out.append(json_format.MessageToDict(r))
             return {"code": "OK", "responses": out}
         except grpc.RpcError as e:
-            return {"code": e.code().name, "message": e.details()}
+            return {"code": e.code().name, "message": e.details(), "responses": out}
 
     S = "cairn.v1.SessionService/"
     calls = {}
@@ -187,10 +190,23 @@ def main():
     calls["GetSession(deleted)"] = call(S + "GetSession", {"sessionId": sid})
     calls["grpc.health.v1.Health/Check"] = call("grpc.health.v1.Health/Check", {"service": "cairn.v1.SessionService"})
 
+    T = "cairn.v1.TraceEventService/"
+    trace = f"py-trace-{REFLECTION_VERSION}"
+    ev = lambda i: {"traceId": trace, "sessionId": f"py-s-{REFLECTION_VERSION}", "eventType": "py.step",
+                    "severity": "SEVERITY_WARNING", "time": "2026-11-22T08:20:29.123456Z", "payload": {"i": i}}
+    calls["AppendEvents"] = call(T + "AppendEvents", {"events": [ev(1), ev(2)]})
+    calls["IngestEvents"] = call(T + "IngestEvents", {"batchId": "py-b", "events": [ev(3)]})
+    calls["ListTraceEvents"] = call(T + "ListTraceEvents", {"traceId": trace})
+    calls["ListSessionEvents"] = call(T + "ListSessionEvents", {"sessionId": f"py-s-{REFLECTION_VERSION}",
+                                                                "minSeverity": "SEVERITY_WARNING"})
+    # A subscription never ends by itself: read what arrives within a second.
+    calls["SubscribeEvents"] = call(T + "SubscribeEvents", {"traceId": trace}, timeout=1.5)
+    calls["VerifyTrace"] = call(T + "VerifyTrace", {"traceId": trace})
+
     # Every other method, called with an empty request: it must answer with a
     # status of its own (UNIMPLEMENTED until its service lands), never hang.
     for full, m in methods.items():
-        if full.startswith(S) or full.startswith("grpc."):
+        if full.startswith(S) or full.startswith(T) or full.startswith("grpc."):
             continue
         calls[full] = call(full, {}, timeout=5)
 
