@@ -1,8 +1,10 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its table.
 import { benchSessions } from "./sessions.js";
+import { benchTraces } from "./traces.js";
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   sessions: benchSessions,
+  traces: benchTraces,
 };
 
 const name = process.argv[2];

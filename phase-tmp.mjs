@@ -1,0 +1,18 @@
+import { Database } from "./dist/src/db/database.js";
+import { createPool } from "./dist/src/db/pool.js";
+import { TraceStore } from "./dist/src/traces/store.js";
+import { migrate } from "./dist/src/db/migrate.js";
+import { createLogger } from "./dist/src/logger.js";
+import { performance } from "node:perf_hooks";
+const url = process.argv[2]; await migrate(url, createLogger("silent"));
+const pool = createPool({ connectionString: url, max: 10, statementTimeoutMs: 30000 });
+const times = {};
+const origConnect = pool.connect.bind(pool);
+pool.connect = async () => { const c = await origConnect(); if (!c.__wrapped) { const q = c.query.bind(c); c.query = async (t, v) => { const t0 = performance.now(); try { return await q(t, v); } finally { const k = (typeof t === "string" ? t : t.text).trim().split(/\s+/).slice(0, 4).join(" "); times[k] = (times[k] || 0) + performance.now() - t0; } }; c.__wrapped = true; } return c; };
+const store = new TraceStore(new Database(pool));
+const payload = (i) => ({ tool: "search", args: { q: `query ${i}`, limit: 10 }, result: { hits: i % 17, ms: 12.5 }, tags: ["agent", "bench"] });
+const t0 = performance.now(); let n = 0; let k = 0;
+await Promise.all(Array.from({ length: Number(process.argv[3] ?? 4) }, async (_, s) => { for (let b = 0; b < 20; b++) { const events = Array.from({ length: 500 }, (_, i) => ({ eventId: `e${s}-${b}-${i}-${Date.now()}`, traceId: process.env.DISJOINT ? `t-${s}-${i % 50}` : `t-${(s*31+b*7+i)%200}`, sessionId: `s${s}`, eventType: "tool.call", severity: 2, time: new Date().toISOString().replace("Z", "000Z"), payload: payload(i) })); await store.append({}, events, new Date().toISOString().replace("Z","000Z")); n += 500; } }));
+const secs = (performance.now() - t0) / 1000;
+console.log("events/s", (n / secs).toFixed(0)); for (const [q, t] of Object.entries(times)) console.log((t / 1000).toFixed(2), "s", q);
+await pool.end();
