@@ -7,7 +7,7 @@ await new Promise(r => setTimeout(r, 2500));
 const c = new CairnClient("127.0.0.1:50998");
 const payload = (i) => ({ tool: "search", args: { q: `query ${i}`, limit: 10 }, result: { hits: i % 17, ms: 12.5 }, tags: ["agent", "bench"] });
 const [c0, d0] = [cpu(process.pid), cpu(child.pid)]; const t0 = Date.now(); let n = 0;
-await Promise.all(Array.from({ length: 4 }, async (_, s) => { for (let b = 0; b < 30; b++) { await c.traces.appendEvents({ events: Array.from({ length: 500 }, (_, i) => ({ traceId: `t-${(s*31+b*7+i)%200}`, sessionId: `s${s}`, eventType: "tool.call", payload: payload(i) })) }); n += 500; } }));
+await Promise.all(Array.from({ length: 4 }, async (_, s) => { for (let b = 0; b < 30; b++) { await c.traces.appendEvents({ events: Array.from({ length: 500 }, (_, i) => ({ traceId: `t-${s}-${i % 50}`, sessionId: `s${s}`, eventType: "tool.call", payload: payload(i) })) }); n += 500; } }));
 const secs = (Date.now() - t0) / 1000; const [c1, d1] = [cpu(process.pid), cpu(child.pid)];
 console.log("events/s", (n / secs).toFixed(0), "client µs/event", ((c1 - c0) * 1000 / n).toFixed(1), "daemon µs/event", ((d1 - d0) * 1000 / n).toFixed(1));
 child.kill("SIGTERM"); await new Promise(r => child.on("exit", r));

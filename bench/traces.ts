@@ -1,7 +1,8 @@
 // Trace ingestion and subscription lag.
 //  1. IngestEvents: 4 concurrent streams sending batches of 500 events, over
 //     gRPC, against raw COPY of the same rows (same columns, same indexes)
-//     through pg, 4 concurrent COPYs of 500 rows, in the same run.
+//     through pg, 4 concurrent COPYs of 500 rows, in the same run. Each
+//     stream writes its own 50 traces, as an agent runtime writes its runs.
 //  2. Subscriber lag: 50 subscribers, each tailing its own trace (an agent
 //     following its run), while 2,000 events/s are ingested across those
 //     traces; lag = delivery time - send time, so it includes the commit.
@@ -18,7 +19,7 @@ import { formatTable } from "./measure.js";
 const STREAMS = 4;
 const BATCH = 500;
 const BATCHES_PER_STREAM = Number(process.env.BENCH_TRACE_BATCHES ?? 40);
-const TRACES = 200;
+const TRACES_PER_STREAM = 50;
 const SUBSCRIBERS = 50;
 const LAG_RATE = 2000;
 const LAG_SECONDS = Number(process.env.BENCH_SECONDS ?? 5) * 2;
@@ -41,7 +42,7 @@ async function ingestThroughput(client: CairnClient): Promise<number> {
       const failed = new Promise((_, reject) => call.on("error", reject));
       for (let b = 0; b < BATCHES_PER_STREAM; b++) {
         const events = Array.from({ length: BATCH }, (_, i) => ({
-          traceId: `bench-${(s * 31 + b * 7 + i) % TRACES}`,
+          traceId: `bench-${s}-${i % TRACES_PER_STREAM}`,
           sessionId: `session-${s}`,
           eventType: "tool.call",
           payload: payload(i),
@@ -72,7 +73,7 @@ async function rawCopyThroughput(databaseUrl: string): Promise<number> {
       const hash = createHash("sha256").update(String(offset)).digest("hex");
       const json = JSON.stringify(payload(i)).replaceAll("\\", "\\\\");
       lines.push(
-        [offset, `raw-${(s * 31 + b * 7 + i) % TRACES}`, offset, `e${offset}`, `session-${s}`, "tool.call", 2, now, json, now, hash, hash].join("\t"),
+        [offset, `raw-${s}-${i % TRACES_PER_STREAM}`, offset, `e${offset}`, `session-${s}`, "tool.call", 2, now, json, now, hash, hash].join("\t"),
       );
     }
     return lines.join("\n") + "\n";

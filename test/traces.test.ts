@@ -278,3 +278,20 @@ it("deleting a session deletes its events", async () => {
   const again = await h.client.traces.appendEvents({ events: [event(trace)] });
   expect(again.results[0]!.sequence).toBe(1);
 });
+
+it("idle subscriptions hold no pool connection; cancelled ones go away", async () => {
+  // The harness pool has 10 connections; 25 idle subscribers must not starve it.
+  const subs = Array.from({ length: 25 }, (_, i) => collect(h.client.traces.subscribeEvents({ traceId: `idle-${i}`, fromNow: true })));
+  await Promise.all(subs.map((s) => s.until("a progress message", (m) => m.some((x) => x.message?.$case === "progress"), 5_000)));
+  const started = Date.now();
+  const appended = await h.client.traces.appendEvents({ events: Array.from({ length: 25 }, (_, i) => event(`idle-${i}`)) });
+  expect(appended.results).toHaveLength(25);
+  expect(Date.now() - started).toBeLessThan(2_000);
+  await Promise.all(subs.map((s) => s.until("its event", (m) => m.some((x) => x.message?.$case === "event"))));
+  const busy = await h.sql.query(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = 'cairn' AND state = 'active' AND pid <> pg_backend_pid()`,
+  );
+  expect(busy.rows[0].n).toBe(0);
+  for (const s of subs) s.cancel();
+});
