@@ -22,7 +22,7 @@ const BATCHES_PER_STREAM = Number(process.env.BENCH_TRACE_BATCHES ?? 40);
 const TRACES_PER_STREAM = 50;
 const SUBSCRIBERS = 50;
 const LAG_RATE = 2000;
-const LAG_SECONDS = Number(process.env.BENCH_SECONDS ?? 5) * 2;
+const LAG_SECONDS = Number(process.env.BENCH_LAG_SECONDS ?? 10);
 
 function payload(i: number) {
   return { tool: "search", args: { q: `query ${i}`, limit: 10 }, result: { hits: i % 17, ms: 12.5 }, tags: ["agent", "bench"] };
