@@ -27,6 +27,8 @@ export interface Config {
   healthCheckIntervalMs: number;
   /** Longest silence of an idle subscription before a progress message. */
   progressIntervalMs: number;
+  /** How often the reaper purges expired rows. */
+  reaperIntervalMs: number;
   limits: Limits;
 }
 
@@ -131,6 +133,13 @@ export const SETTINGS = {
     parse: positiveInt(50, 5_000),
     help: "longest silence of an idle subscription before a progress message",
   },
+  reaperIntervalMs: {
+    env: "CAIRN_REAPER_INTERVAL_MS",
+    flag: "reaper-interval-ms",
+    default: 30_000,
+    parse: positiveInt(50),
+    help: "how often expired rows are purged (one replica at a time)",
+  },
   maxDocumentBytes: {
     env: "CAIRN_MAX_DOCUMENT_BYTES",
     flag: "max-document-bytes",
@@ -196,6 +205,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     shutdownGraceMs: v.shutdownGraceMs,
     healthCheckIntervalMs: v.healthCheckIntervalMs,
     progressIntervalMs: v.progressIntervalMs,
+    reaperIntervalMs: v.reaperIntervalMs,
     limits: {
       maxDocumentBytes: v.maxDocumentBytes,
       maxKeyBytes: v.maxKeyBytes,

@@ -16,15 +16,19 @@ import type { Logger } from "./logger.js";
 import type { NotifyHub } from "./db/notify-hub.js";
 import { sessionHandlers } from "./sessions/service.js";
 import { SessionStore } from "./sessions/store.js";
+import { Reaper } from "./reaper.js";
+import { resolutionHandlers } from "./resolutions/service.js";
+import { ResolutionStore } from "./resolutions/store.js";
 import { traceHandlers } from "./traces/service.js";
 import { TraceStore } from "./traces/store.js";
 
 /** Services that answer real calls; their health follows the database. */
-export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService", "cairn.v1.TraceEventService"];
+export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService", "cairn.v1.ResolutionService", "cairn.v1.TraceEventService"];
 
 export interface BuiltServer {
   server: grpc.Server;
   streams: StreamRegistry;
+  reaper: Reaper;
   setServing(serving: boolean): void;
 }
 
@@ -37,9 +41,10 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   const deps: HandlerDeps = { log, streams };
 
   server.addService(SessionServiceService, bindService(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits), deps));
+  const resolutions = new ResolutionStore(db);
+  server.addService(ResolutionServiceService, bindService(ResolutionServiceService, resolutionHandlers(resolutions, config.limits), deps));
   // The rest of the contract is served so that it can be listed and
   // described; its methods answer UNIMPLEMENTED until their issues land.
-  server.addService(ResolutionServiceService, bindService(ResolutionServiceService, {}, deps));
   server.addService(
     TraceEventServiceService,
     bindService(
@@ -70,5 +75,11 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
     "grpc.reflection.v1alpha.ServerReflection",
   ];
   addReflection(server, () => listed);
-  return { server, streams, setServing };
+  const reaper = new Reaper(
+    db.pool,
+    [{ name: "expired resolutions", run: () => resolutions.purgeExpired({}) }],
+    config.reaperIntervalMs,
+    log,
+  );
+  return { server, streams, reaper, setServing };
 }

@@ -88,10 +88,17 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
     expect(c["SubscribeEvents"]!.code).toBe("DEADLINE_EXCEEDED");
     expect(c["SubscribeEvents"]!.responses!.map((r: any) => r.event?.sequence)).toEqual(["1", "2", "3"]);
     expect(c["VerifyTrace"]!.response).toMatchObject({ valid: true, eventCount: "3", headHash: listed[2].eventHash });
-    const others = Object.entries(c).filter(
-      ([name]) => name.startsWith("cairn.v1.") && !name.startsWith("cairn.v1.SessionService") && !name.startsWith("cairn.v1.TraceEventService"),
-    );
-    expect(others).toHaveLength(6 + 10 + 15);
+    const resolution = c["CreateResolution"]!.response;
+    expect(resolution).toMatchObject({ decision: "DECISION_PARTIAL", contextBlocks: [{ doc: 1 }] });
+    expect(Date.parse(resolution.expireTime) - Date.parse(resolution.createTime)).toBeCloseTo(60_000, -3);
+    expect(c["BatchCreateResolutions"]!.response.resolutions).toHaveLength(2);
+    expect(c["GetResolution"]!.response).toEqual(resolution);
+    expect(c["ListResolutions"]!.response.resolutions).toHaveLength(3);
+    expect(c["DeleteResolution"]!.code).toBe("OK");
+    expect(c["PurgeExpiredResolutions"]!.code).toBe("OK");
+    const unimplemented = ["cairn.v1.KeyValueService/", "cairn.v1.JobService/"];
+    const others = Object.entries(c).filter(([name]) => unimplemented.some((prefix) => name.startsWith(prefix)));
+    expect(others).toHaveLength(10 + 15);
     for (const [, outcome] of others) expect(outcome.code).toBe("UNIMPLEMENTED");
   });
 });

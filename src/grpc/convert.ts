@@ -38,3 +38,14 @@ export function durationFromMicros(micros: number): Duration {
   const seconds = Math.trunc(micros / 1_000_000);
   return { seconds, nanos: Math.round((micros - seconds * 1_000_000) * 1000) };
 }
+
+/** A positive Duration in microseconds, or INVALID_ARGUMENT naming `field`. */
+export function positiveDurationMicros(d: Duration, field: string, maxSeconds = 10 * 365 * 24 * 3600): number {
+  if (!Number.isInteger(d.seconds) || !Number.isInteger(d.nanos) || d.nanos < -999_999_999 || d.nanos > 999_999_999) {
+    throw invalidField(field, "is not a valid Duration");
+  }
+  const micros = d.seconds * 1_000_000 + Math.trunc(d.nanos / 1000);
+  if (micros <= 0) throw invalidField(field, "must be positive");
+  if (d.seconds > maxSeconds) throw invalidField(field, `must be at most ${maxSeconds} s`);
+  return micros;
+}

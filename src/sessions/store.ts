@@ -4,6 +4,7 @@ import type { CallScope, Database, Queryable } from "../db/database.js";
 import { Coalescer } from "../db/coalescer.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
+import { deleteSessionResolutions } from "../resolutions/store.js";
 import { deleteSessionEvents } from "../traces/store.js";
 
 export type SessionStatusName = "ACTIVE" | "ENDED" | "ERROR";
@@ -469,8 +470,8 @@ export class SessionStore {
  * Deletes sessions and everything scoped to them, inside the caller's
  * transaction; returns the ids actually deleted. Messages go by ON DELETE
  * CASCADE, trace events explicitly (events may name sessions Cairn does not
- * hold, so there is no foreign key); the resolution and key-value tables
- * join this cascade when their services land.
+ * hold, so there is no foreign key), resolutions likewise; the key-value
+ * table joins this cascade when its service lands.
  */
 async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVersion: number | undefined): Promise<string[]> {
   const deleted = await tx.query<{ session_id: string }>(
@@ -480,6 +481,9 @@ async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVe
     [sessionIds, expectedVersion ?? null],
   );
   const ids = deleted.rows.map((row) => row.session_id);
-  if (ids.length > 0) await deleteSessionEvents(tx, ids);
+  if (ids.length > 0) {
+    await deleteSessionResolutions(tx, ids);
+    await deleteSessionEvents(tx, ids);
+  }
   return ids;
 }

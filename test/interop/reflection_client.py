@@ -203,10 +203,22 @@ def main():
     calls["SubscribeEvents"] = call(T + "SubscribeEvents", {"traceId": trace}, timeout=1.5)
     calls["VerifyTrace"] = call(T + "VerifyTrace", {"traceId": trace})
 
+    R = "cairn.v1.ResolutionService/"
+    res = {"requestId": "agent-req-1", "agentId": f"py-ragent-{REFLECTION_VERSION}", "sessionId": "py-s", "decision": "DECISION_PARTIAL",
+           "contextBlocks": [{"doc": 1}], "allowedActions": [{"a": "read"}], "deniedActions": [], "policiesApplied": [{"p": 1}]}
+    calls["CreateResolution"] = call(R + "CreateResolution", {"resolution": res, "ttl": "60s",
+                                                              "requestId": f"py-res-{REFLECTION_VERSION}"})
+    rid = calls["CreateResolution"].get("response", {}).get("resolutionId", "missing")
+    calls["BatchCreateResolutions"] = call(R + "BatchCreateResolutions", {"requests": [{"resolution": res}, {"resolution": res}]})
+    calls["GetResolution"] = call(R + "GetResolution", {"resolutionId": rid})
+    calls["ListResolutions"] = call(R + "ListResolutions", {"agentId": f"py-ragent-{REFLECTION_VERSION}", "decisions": ["DECISION_PARTIAL"]})
+    calls["DeleteResolution"] = call(R + "DeleteResolution", {"resolutionId": rid})
+    calls["PurgeExpiredResolutions"] = call(R + "PurgeExpiredResolutions", {})
+
     # Every other method, called with an empty request: it must answer with a
     # status of its own (UNIMPLEMENTED until its service lands), never hang.
     for full, m in methods.items():
-        if full.startswith(S) or full.startswith(T) or full.startswith("grpc."):
+        if full.startswith((S, T, R, "grpc.")):
             continue
         calls[full] = call(full, {}, timeout=5)
 

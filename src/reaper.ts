@@ -1,0 +1,71 @@
+// Background reclamation: TTL purges (and, as services land, change-log
+// compaction and retention). It runs in every replica, but each round takes
+// a PostgreSQL advisory lock first, so one replica does the work at a time.
+// Reads never depend on it: expired rows are invisible the moment they
+// expire; the reaper only reclaims space.
+import type pg from "pg";
+import type { Logger } from "./logger.js";
+
+/** An arbitrary constant naming "the reaper" among advisory locks. */
+const REAPER_LOCK = 0x43414952; // "CAIR"
+
+export interface ReaperTask {
+  name: string;
+  /** Does one bounded round of work; returns how many rows it removed. */
+  run(): Promise<number>;
+}
+
+export class Reaper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly tasks: ReaperTask[],
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.round(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One round, unless another replica (or this one) is in the middle of one. */
+  round(): Promise<void> {
+    this.running ??= this.lockedRound().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async lockedRound(): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch {
+      return; // the database is down; the health monitor reports it
+    }
+    let locked = false;
+    try {
+      locked = (await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [REAPER_LOCK])).rows[0]!.ok;
+      if (!locked) return;
+      for (const task of this.tasks) {
+        try {
+          const removed = await task.run();
+          if (removed > 0) this.log.info({ task: task.name, removed }, "reaped");
+        } catch (error) {
+          this.log.warn({ task: task.name, err: error }, "reaper task failed; retrying next round");
+        }
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "reaper round failed");
+    } finally {
+      if (locked) await client.query("SELECT pg_advisory_unlock($1)", [REAPER_LOCK]).catch(() => {});
+      client.release();
+    }
+  }
+}

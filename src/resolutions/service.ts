@@ -1,0 +1,179 @@
+// ResolutionService handlers: validate, convert, call the store.
+import {
+  type CreateResolutionRequest,
+  Decision,
+  type Resolution,
+  ResolutionServiceService,
+} from "@cairn/client";
+import { v7 as uuidv7 } from "uuid";
+import type { Limits } from "../config.js";
+import { requestHash } from "../db/idempotency.js";
+import { isoToEpochMicros } from "../db/time.js";
+import { CairnError, invalidPageToken } from "../errors.js";
+import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
+import type { ServiceHandlers } from "../grpc/handlers.js";
+import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
+import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
+import type { DecisionName, ResolutionCreate, ResolutionFilter, ResolutionRecord, ResolutionStore } from "./store.js";
+
+const DECISIONS = new Map<Decision, DecisionName>([
+  [Decision.DECISION_ALLOW, "ALLOW"],
+  [Decision.DECISION_DENY, "DENY"],
+  [Decision.DECISION_PARTIAL, "PARTIAL"],
+]);
+const DECISION_ENUMS = new Map([...DECISIONS].map(([wire, name]) => [name, wire]));
+
+function toWire(r: ResolutionRecord): Resolution {
+  return {
+    resolutionId: r.resolutionId,
+    requestId: r.requestId,
+    agentId: r.agentId,
+    sessionId: r.sessionId,
+    decision: DECISION_ENUMS.get(r.decision)!,
+    contextBlocks: r.contextBlocks,
+    allowedActions: r.allowedActions,
+    deniedActions: r.deniedActions,
+    policiesApplied: r.policiesApplied,
+    metadata: r.metadata ?? undefined,
+    createTime: timestampFromIso(r.createTime),
+    expireTime: timestampFromIso(r.expireTime),
+  };
+}
+
+function decisionName(v: Violations, field: string, decision: Decision): DecisionName | undefined {
+  const name = DECISIONS.get(decision);
+  if (!name) v.add(field, "must be one of DECISION_ALLOW, DECISION_DENY, DECISION_PARTIAL");
+  return name;
+}
+
+/** Runs a conversion that may throw INVALID_ARGUMENT, collecting its violations instead. */
+function collecting<T>(v: Violations, fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (error) {
+    if (!(error instanceof CairnError) || error.kind !== "invalid_argument") throw error;
+    v.list.push(...error.fieldViolations);
+    return null;
+  }
+}
+
+function toCreate(v: Violations, request: CreateResolutionRequest, at: string, limits: Limits): ResolutionCreate {
+  const r = request.resolution;
+  if (!r) {
+    v.add(`${at}resolution`, "is required");
+    return undefined as never;
+  }
+  checkId(v, `${at}resolution.resolution_id`, r.resolutionId, false);
+  checkId(v, `${at}resolution.request_id`, r.requestId, true);
+  checkId(v, `${at}resolution.agent_id`, r.agentId, true);
+  checkId(v, `${at}resolution.session_id`, r.sessionId, true);
+  checkId(v, `${at}request_id`, request.requestId, false);
+  const decision = decisionName(v, `${at}resolution.decision`, r.decision);
+  const documents = {
+    context_blocks: r.contextBlocks,
+    allowed_actions: r.allowedActions,
+    denied_actions: r.deniedActions,
+    policies_applied: r.policiesApplied,
+    metadata: r.metadata,
+  };
+  for (const [name, value] of Object.entries(documents)) checkDocument(v, `${at}resolution.${name}`, value, limits);
+  const ttlMicros = request.ttl ? collecting(v, () => positiveDurationMicros(request.ttl!, `${at}ttl`)) : null;
+  const expireTime = request.ttl ? null : collecting(v, () => isoFromTimestamp(r.expireTime, `${at}resolution.expire_time`));
+  if (expireTime && isoToEpochMicros(expireTime) <= BigInt(Date.now()) * 1000n) {
+    v.add(`${at}resolution.expire_time`, "must be in the future");
+  }
+  return {
+    resolution: {
+      resolutionId: r.resolutionId || uuidv7(),
+      requestId: r.requestId,
+      agentId: r.agentId,
+      sessionId: r.sessionId,
+      decision: decision ?? "DENY",
+      contextBlocks: r.contextBlocks,
+      allowedActions: r.allowedActions,
+      deniedActions: r.deniedActions,
+      policiesApplied: r.policiesApplied,
+      metadata: r.metadata ?? null,
+    },
+    ttlMicros,
+    expireTime,
+    idempotencyKey: request.requestId,
+    requestHash: requestHash({ resolution: r, ttl: request.ttl ?? null }),
+  };
+}
+
+function cursor(key: unknown[] | undefined): { time: string; resolutionId: string } | undefined {
+  if (!key) return undefined;
+  const [time, resolutionId] = key;
+  if (typeof time !== "string" || typeof resolutionId !== "string") throw invalidPageToken("is not a token this server issued");
+  return { time, resolutionId };
+}
+
+export function resolutionHandlers(store: ResolutionStore, limits: Limits): ServiceHandlers<typeof ResolutionServiceService> {
+  return {
+    async createResolution(request, ctx) {
+      const v = new Violations();
+      const create = toCreate(v, request, "", limits);
+      v.throwIfAny();
+      const [created] = await store.createResolutions(ctx, [create]);
+      return toWire(created!);
+    },
+
+    async batchCreateResolutions(request, ctx) {
+      const v = new Violations();
+      checkBatchSize(v, "requests", request.requests.length, limits);
+      const creates = request.requests.map((r, i) => toCreate(v, r, `requests[${i}].`, limits));
+      checkUnique(
+        v,
+        "requests",
+        request.requests.map((r) => r.resolution?.resolutionId ?? ""),
+      );
+      v.throwIfAny();
+      return { resolutions: (await store.createResolutions(ctx, creates)).map(toWire) };
+    },
+
+    async getResolution(request, ctx) {
+      const v = new Violations();
+      checkId(v, "resolution_id", request.resolutionId, true);
+      v.throwIfAny();
+      return toWire(await store.getResolution(ctx, request.resolutionId));
+    },
+
+    async listResolutions(request, ctx) {
+      const v = new Violations();
+      checkId(v, "agent_id", request.agentId, false);
+      checkId(v, "session_id", request.sessionId, false);
+      checkId(v, "request_id", request.requestId, false);
+      const decisions = request.decisions.map((d, i) => decisionName(v, `decisions[${i}]`, d)).filter((d) => d !== undefined);
+      const createdAfter = collecting(v, () => isoFromTimestamp(request.createdAfter, "created_after"));
+      const createdBefore = collecting(v, () => isoFromTimestamp(request.createdBefore, "created_before"));
+      const limit = pageSize(request.pageSize);
+      v.throwIfAny();
+      const filter: ResolutionFilter = {
+        agentId: request.agentId || null,
+        sessionId: request.sessionId || null,
+        requestId: request.requestId || null,
+        decisions: [...new Set(decisions)].sort(),
+        createdAfter,
+        createdBefore,
+        includeExpired: request.includeExpired,
+      };
+      const rows = await store.listResolutions(ctx, filter, limit + 1, cursor(decodePageToken(request.pageToken, filter)));
+      const { page, nextPageToken } = paginate(rows, limit, filter, (r) => [r.createTime, r.resolutionId]);
+      return { resolutions: page.map(toWire), nextPageToken };
+    },
+
+    async deleteResolution(request, ctx) {
+      const v = new Violations();
+      checkId(v, "resolution_id", request.resolutionId, true);
+      v.throwIfAny();
+      await store.deleteResolution(ctx, request.resolutionId);
+      return {};
+    },
+
+    async purgeExpiredResolutions(_request, ctx) {
+      return { deletedCount: await store.purgeExpired(ctx) };
+    },
+  };
+}
+
