@@ -29,6 +29,8 @@ export interface Config {
   progressIntervalMs: number;
   /** How often the reaper purges expired rows. */
   reaperIntervalMs: number;
+  /** How long the key-value change log is kept for Watch. */
+  watchRetentionMs: number;
   limits: Limits;
 }
 
@@ -140,6 +142,13 @@ export const SETTINGS = {
     parse: positiveInt(50),
     help: "how often expired rows are purged (one replica at a time)",
   },
+  watchRetentionMs: {
+    env: "CAIRN_WATCH_RETENTION_MS",
+    flag: "watch-retention-ms",
+    default: 24 * 3600 * 1000,
+    parse: positiveInt(1),
+    help: "how long the key-value change log is kept for Watch",
+  },
   maxDocumentBytes: {
     env: "CAIRN_MAX_DOCUMENT_BYTES",
     flag: "max-document-bytes",
@@ -206,6 +215,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     healthCheckIntervalMs: v.healthCheckIntervalMs,
     progressIntervalMs: v.progressIntervalMs,
     reaperIntervalMs: v.reaperIntervalMs,
+    watchRetentionMs: v.watchRetentionMs,
     limits: {
       maxDocumentBytes: v.maxDocumentBytes,
       maxKeyBytes: v.maxKeyBytes,

@@ -97,3 +97,7 @@ export function deadlineExceeded(message = "the call's deadline passed before it
 export function internal(message: string, cause?: unknown): CairnError {
   return new CairnError("internal", "INTERNAL", message, {}, [], { cause });
 }
+
+export function failedPrecondition(message: string, metadata: Record<string, string> = {}): CairnError {
+  return new CairnError("failed_precondition", "FAILED_PRECONDITION", message, metadata);
+}

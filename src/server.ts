@@ -16,6 +16,8 @@ import type { Logger } from "./logger.js";
 import type { NotifyHub } from "./db/notify-hub.js";
 import { sessionHandlers } from "./sessions/service.js";
 import { SessionStore } from "./sessions/store.js";
+import { keyValueHandlers } from "./keyvalue/service.js";
+import { KeyValueStore } from "./keyvalue/store.js";
 import { Reaper } from "./reaper.js";
 import { resolutionHandlers } from "./resolutions/service.js";
 import { ResolutionStore } from "./resolutions/store.js";
@@ -23,7 +25,12 @@ import { traceHandlers } from "./traces/service.js";
 import { TraceStore } from "./traces/store.js";
 
 /** Services that answer real calls; their health follows the database. */
-export const IMPLEMENTED_SERVICES = ["cairn.v1.SessionService", "cairn.v1.ResolutionService", "cairn.v1.TraceEventService"];
+export const IMPLEMENTED_SERVICES = [
+  "cairn.v1.SessionService",
+  "cairn.v1.ResolutionService",
+  "cairn.v1.TraceEventService",
+  "cairn.v1.KeyValueService",
+];
 
 export interface BuiltServer {
   server: grpc.Server;
@@ -43,6 +50,15 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   server.addService(SessionServiceService, bindService(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits), deps));
   const resolutions = new ResolutionStore(db);
   server.addService(ResolutionServiceService, bindService(ResolutionServiceService, resolutionHandlers(resolutions, config.limits), deps));
+  const keyValue = new KeyValueStore(db);
+  server.addService(
+    KeyValueServiceService,
+    bindService(
+      KeyValueServiceService,
+      keyValueHandlers(keyValue, { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs }),
+      deps,
+    ),
+  );
   // The rest of the contract is served so that it can be listed and
   // described; its methods answer UNIMPLEMENTED until their issues land.
   server.addService(
@@ -53,7 +69,6 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
       deps,
     ),
   );
-  server.addService(KeyValueServiceService, bindService(KeyValueServiceService, {}, deps));
   server.addService(JobServiceService, bindService(JobServiceService, {}, deps));
 
   const health = new HealthImplementation({ "": "NOT_SERVING" });
@@ -77,7 +92,11 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   addReflection(server, () => listed);
   const reaper = new Reaper(
     db.pool,
-    [{ name: "expired resolutions", run: () => resolutions.purgeExpired({}) }],
+    [
+      { name: "expired resolutions", run: () => resolutions.purgeExpired({}) },
+      { name: "expired entries", run: () => keyValue.purgeExpired({}) },
+      { name: "key-value change log", run: () => keyValue.compactChanges({}, config.watchRetentionMs) },
+    ],
     config.reaperIntervalMs,
     log,
   );

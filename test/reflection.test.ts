@@ -96,9 +96,27 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
     expect(c["ListResolutions"]!.response.resolutions).toHaveLength(3);
     expect(c["DeleteResolution"]!.code).toBe("OK");
     expect(c["PurgeExpiredResolutions"]!.code).toBe("OK");
-    const unimplemented = ["cairn.v1.KeyValueService/", "cairn.v1.JobService/"];
-    const others = Object.entries(c).filter(([name]) => unimplemented.some((prefix) => name.startsWith(prefix)));
-    expect(others).toHaveLength(10 + 15);
+    expect(c["Put"]!.response).toMatchObject({ version: "1", jsonValue: { a: [1, "b"] } });
+    expect(c["Put(bytes)"]!.response.bytesValue).toBe("AAH+");
+    expect(c["Get"]!.response).toEqual(c["Put"]!.response);
+    expect(c["BatchPut"]!.response.entries).toHaveLength(2);
+    expect(c["BatchGet"]!.response.entries.map((e: any) => e.jsonValue)).toEqual([1, "two"]);
+    expect(c["Increment"]!.response.jsonValue).toBe(41);
+    expect(c["List"]!.response.entries.map((e: any) => e.key.split("/").pop())).toEqual(["doc", "n", "raw", "x", "y"]);
+    expect(c["List"]!.response.entries.every((e: any) => e.jsonValue === undefined && e.bytesValue === undefined)).toBe(true);
+    expect(c["Watch"]!.code).toBe("DEADLINE_EXCEEDED");
+    expect(c["Watch"]!.responses!.filter((r: any) => r.event).map((r: any) => r.event.entry.key.split("/").pop())).toEqual([
+      "doc",
+      "raw",
+      "x",
+      "y",
+      "n",
+    ]);
+    expect(c["Delete"]!.response).toEqual({ deleted: true });
+    expect(c["BatchDelete"]!.response).toEqual({ deletedCount: "2" });
+    expect(c["PurgeExpired"]!.code).toBe("OK");
+    const others = Object.entries(c).filter(([name]) => name.startsWith("cairn.v1.JobService/"));
+    expect(others).toHaveLength(15);
     for (const [, outcome] of others) expect(outcome.code).toBe("UNIMPLEMENTED");
   });
 });

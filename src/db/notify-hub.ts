@@ -10,6 +10,7 @@ type Listener = () => void;
 
 export const CHANNELS = {
   traceEvents: "cairn_trace_events",
+  keyValueChanges: "cairn_kv_changes",
 } as const;
 
 export class NotifyHub {

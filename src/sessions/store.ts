@@ -4,6 +4,7 @@ import type { CallScope, Database, Queryable } from "../db/database.js";
 import { Coalescer } from "../db/coalescer.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
+import { deleteSessionEntries } from "../keyvalue/store.js";
 import { deleteSessionResolutions } from "../resolutions/store.js";
 import { deleteSessionEvents } from "../traces/store.js";
 
@@ -470,8 +471,8 @@ export class SessionStore {
  * Deletes sessions and everything scoped to them, inside the caller's
  * transaction; returns the ids actually deleted. Messages go by ON DELETE
  * CASCADE, trace events explicitly (events may name sessions Cairn does not
- * hold, so there is no foreign key), resolutions likewise; the key-value
- * table joins this cascade when its service lands.
+ * hold, so there is no foreign key), resolutions likewise, and
+ * session-scoped key-value entries with a DELETE in the change log.
  */
 async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVersion: number | undefined): Promise<string[]> {
   const deleted = await tx.query<{ session_id: string }>(
@@ -484,6 +485,7 @@ async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVe
   if (ids.length > 0) {
     await deleteSessionResolutions(tx, ids);
     await deleteSessionEvents(tx, ids);
+    await deleteSessionEntries(tx, ids);
   }
   return ids;
 }

@@ -215,10 +215,26 @@ def main():
     calls["DeleteResolution"] = call(R + "DeleteResolution", {"resolutionId": rid})
     calls["PurgeExpiredResolutions"] = call(R + "PurgeExpiredResolutions", {})
 
+    K = "cairn.v1.KeyValueService/"
+    kp = f"py/{REFLECTION_VERSION}/"
+    calls["Put"] = call(K + "Put", {"entry": {"key": kp + "doc", "jsonValue": {"a": [1, "b"]}}, "ttl": "3600s"})
+    calls["Put(bytes)"] = call(K + "Put", {"entry": {"key": kp + "raw", "bytesValue": "AAH+"}, "expectedVersion": "0"})
+    calls["Get"] = call(K + "Get", {"key": kp + "doc"})
+    calls["BatchPut"] = call(K + "BatchPut", {"requests": [{"entry": {"key": kp + "x", "jsonValue": 1}},
+                                                           {"entry": {"key": kp + "y", "jsonValue": "two"}}]})
+    calls["BatchGet"] = call(K + "BatchGet", {"keys": [kp + "x", kp + "nope", kp + "y"]})
+    calls["Increment"] = call(K + "Increment", {"key": kp + "n", "delta": "41"})
+    calls["List"] = call(K + "List", {"prefix": kp, "keysOnly": True})
+    first_rev = calls["Put"].get("response", {}).get("modRevision", "1")
+    calls["Watch"] = call(K + "Watch", {"prefix": kp, "startRevision": first_rev}, timeout=1.5)
+    calls["Delete"] = call(K + "Delete", {"key": kp + "doc"})
+    calls["BatchDelete"] = call(K + "BatchDelete", {"keys": [kp + "x", kp + "y"]})
+    calls["PurgeExpired"] = call(K + "PurgeExpired", {})
+
     # Every other method, called with an empty request: it must answer with a
     # status of its own (UNIMPLEMENTED until its service lands), never hang.
     for full, m in methods.items():
-        if full.startswith((S, T, R, "grpc.")):
+        if full.startswith((S, T, R, K, "grpc.")):
             continue
         calls[full] = call(full, {}, timeout=5)
 

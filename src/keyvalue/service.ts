@@ -1,0 +1,212 @@
+// KeyValueService handlers: validate, convert, call the store; Watch tails
+// the change log with the same catch-up-then-live machinery as traces.
+import { type Entry, KeyValueServiceService, type PutRequest, WatchEventType, type WatchResponse } from "@cairn/client";
+import type { Limits } from "../config.js";
+import type { NotifyHub } from "../db/notify-hub.js";
+import { CHANNELS } from "../db/notify-hub.js";
+import { tail } from "../db/tail.js";
+import { CairnError, invalidPageToken, notFound } from "../errors.js";
+import { writeMessage } from "../grpc/backpressure.js";
+import { positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
+import type { ServiceHandlers } from "../grpc/handlers.js";
+import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
+import { Violations, checkBatchSize, checkId, jsonByteLength } from "../grpc/validate.js";
+import type { ChangeType, EntryRecord, KeyValueStore, KvValue, PutItem } from "./store.js";
+
+export interface KeyValueServiceOptions {
+  limits: Limits;
+  hub: NotifyHub;
+  progressIntervalMs: number;
+}
+
+const WATCH_TYPES: Record<ChangeType, WatchEventType> = {
+  PUT: WatchEventType.WATCH_EVENT_TYPE_PUT,
+  DELETE: WatchEventType.WATCH_EVENT_TYPE_DELETE,
+  EXPIRE: WatchEventType.WATCH_EVENT_TYPE_EXPIRE,
+};
+
+function toWire(e: EntryRecord): Entry {
+  return {
+    key: e.key,
+    value:
+      e.value === undefined
+        ? undefined
+        : e.value.kind === "bytes"
+          ? { $case: "bytesValue", value: e.value.bytes }
+          : { $case: "jsonValue", value: e.value.json },
+    version: e.version,
+    modRevision: e.modRevision,
+    sessionId: e.sessionId,
+    createTime: timestampFromIso(e.createTime),
+    updateTime: timestampFromIso(e.updateTime),
+    expireTime: timestampFromIso(e.expireTime),
+  };
+}
+
+function checkKey(v: Violations, field: string, key: string, limits: Limits, allowEmpty = false): void {
+  if (key === "") {
+    if (!allowEmpty) v.add(field, "is required");
+    return;
+  }
+  const bytes = Buffer.byteLength(key, "utf8");
+  if (bytes > limits.maxKeyBytes) v.add(field, `is ${bytes} bytes; the limit is ${limits.maxKeyBytes}`);
+  if (key.includes("\u0000")) v.add(field, "must not contain NUL characters");
+}
+
+function ttlMicros(v: Violations, field: string, ttl: { seconds: number; nanos: number } | undefined): number | null {
+  if (!ttl) return null;
+  try {
+    return positiveDurationMicros(ttl, field);
+  } catch (error) {
+    if (!(error instanceof CairnError)) throw error;
+    v.list.push(...error.fieldViolations);
+    return null;
+  }
+}
+
+function checkExpectedVersion(v: Violations, field: string, expected: number | undefined): void {
+  if (expected !== undefined && expected < 0) v.add(field, "must not be negative (0 means: must not exist)");
+}
+
+function toPutItem(v: Violations, request: PutRequest, at: string, limits: Limits): PutItem {
+  const entry = request.entry;
+  if (!entry) {
+    v.add(`${at}entry`, "is required");
+    return undefined as never;
+  }
+  checkKey(v, `${at}entry.key`, entry.key, limits);
+  checkId(v, `${at}entry.session_id`, entry.sessionId, false);
+  checkExpectedVersion(v, `${at}expected_version`, request.expectedVersion);
+  let value: KvValue | undefined;
+  if (entry.value?.$case === "bytesValue") {
+    value = { kind: "bytes", bytes: entry.value.value };
+    if (value.bytes.length > limits.maxDocumentBytes) v.add(`${at}entry.bytes_value`, `is larger than ${limits.maxDocumentBytes} bytes`);
+  } else if (entry.value?.$case === "jsonValue") {
+    value = { kind: "json", json: entry.value.value ?? null };
+    const size = jsonByteLength(value.json);
+    if (size > limits.maxDocumentBytes) v.add(`${at}entry.json_value`, `is ${size} bytes encoded as JSON; the limit is ${limits.maxDocumentBytes}`);
+  } else {
+    v.add(`${at}entry.value`, "is required: set bytes_value or json_value");
+  }
+  return {
+    key: entry.key,
+    value: value!,
+    sessionId: entry.sessionId,
+    ttlMicros: ttlMicros(v, `${at}ttl`, request.ttl),
+    expectedVersion: request.expectedVersion,
+  };
+}
+
+function checkKeys(v: Violations, keys: string[], limits: Limits): void {
+  checkBatchSize(v, "keys", keys.length, limits);
+  keys.forEach((k, i) => checkKey(v, `keys[${i}]`, k, limits));
+}
+
+export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceOptions): ServiceHandlers<typeof KeyValueServiceService> {
+  const { limits } = options;
+  return {
+    async get(request, ctx) {
+      const v = new Violations();
+      checkKey(v, "key", request.key, limits);
+      v.throwIfAny();
+      const entry = await store.get(ctx, request.key);
+      if (!entry) throw notFound("entry", request.key);
+      return toWire(entry);
+    },
+
+    async put(request, ctx) {
+      const v = new Violations();
+      const item = toPutItem(v, request, "", limits);
+      v.throwIfAny();
+      const [written] = await store.put(ctx, [item]);
+      return toWire(written!);
+    },
+
+    async delete(request, ctx) {
+      const v = new Violations();
+      checkKey(v, "key", request.key, limits);
+      checkExpectedVersion(v, "expected_version", request.expectedVersion);
+      v.throwIfAny();
+      return { deleted: await store.delete(ctx, request.key, request.expectedVersion) };
+    },
+
+    async list(request, ctx) {
+      const v = new Violations();
+      checkKey(v, "prefix", request.prefix, limits, true);
+      const limit = pageSize(request.pageSize);
+      v.throwIfAny();
+      const bound = { prefix: request.prefix, keysOnly: request.keysOnly };
+      const [afterKey] = decodePageToken(request.pageToken, bound) ?? [null];
+      if (afterKey !== null && typeof afterKey !== "string") throw invalidPageToken("is not a token this server issued");
+      const rows = await store.list(ctx, request.prefix, afterKey, limit + 1, request.keysOnly);
+      const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.key]);
+      return { entries: page.map(toWire), nextPageToken };
+    },
+
+    async batchGet(request, ctx) {
+      const v = new Violations();
+      checkKeys(v, request.keys, limits);
+      v.throwIfAny();
+      const found = await store.readEntries(ctx, [...new Set(request.keys)]);
+      return { entries: request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i).map((k) => toWire(found.get(k)!)) };
+    },
+
+    async batchPut(request, ctx) {
+      const v = new Violations();
+      checkBatchSize(v, "requests", request.requests.length, limits);
+      const items = request.requests.map((r, i) => toPutItem(v, r, `requests[${i}].`, limits));
+      const seen = new Set<string>();
+      request.requests.forEach((r, i) => {
+        const key = r.entry?.key ?? "";
+        if (key !== "" && seen.has(key)) v.add(`requests[${i}].entry.key`, `duplicates ${JSON.stringify(key)}`);
+        seen.add(key);
+      });
+      v.throwIfAny();
+      return { entries: (await store.put(ctx, items)).map(toWire) };
+    },
+
+    async batchDelete(request, ctx) {
+      const v = new Violations();
+      checkKeys(v, request.keys, limits);
+      v.throwIfAny();
+      return { deletedCount: await store.batchDelete(ctx, [...new Set(request.keys)]) };
+    },
+
+    async increment(request, ctx) {
+      const v = new Violations();
+      checkKey(v, "key", request.key, limits);
+      if (!Number.isSafeInteger(request.delta)) v.add("delta", "must be an integer within ±2^53");
+      const ttl = ttlMicros(v, "ttl", request.ttl);
+      v.throwIfAny();
+      return toWire(await store.increment(ctx, request.key, request.delta, ttl));
+    },
+
+    async purgeExpired(_request, ctx) {
+      return { deletedCount: await store.purgeExpired(ctx) };
+    },
+
+    async watch(request, call, ctx) {
+      const v = new Violations();
+      checkKey(v, "prefix", request.prefix, limits, true);
+      if (request.startRevision < 0) v.add("start_revision", "must not be negative (0 means: from now on)");
+      v.throwIfAny();
+      const send = (message: WatchResponse) => writeMessage(call, message, ctx.signal);
+      await tail({
+        from: request.startRevision === 0 ? "now" : request.startRevision,
+        readHead: async () => (await store.revisions(ctx)).last,
+        readPage: (cursor) => store.readChanges(ctx, cursor, request.prefix),
+        deliver: (change) =>
+          send({
+            message: {
+              $case: "event",
+              value: { type: WATCH_TYPES[change.type], entry: toWire(change.entry), revision: change.revision },
+            },
+          }),
+        progress: (revision) => send({ message: { $case: "progress", value: { revision } } }),
+        onWake: (listener) => options.hub.listen(CHANNELS.keyValueChanges, listener),
+        progressIntervalMs: options.progressIntervalMs,
+        signal: ctx.signal,
+      });
+    },
+  };
+}
