@@ -52,3 +52,26 @@ export function formatTable(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ")).join("\n");
 }
+
+export type Op = (worker: number, iteration: number) => Promise<unknown>;
+
+/**
+ * Measures each method at each concurrency, Cairn then raw, with a short
+ * warm-up before each; returns the table rows (header first) with the ratio.
+ */
+export async function compare(methods: [name: string, cairn: Op, raw: Op][], concurrencies: number[], seconds: number): Promise<string[][]> {
+  const rows: string[][] = [["method", "conc", "cairn calls/s", "p50 ms", "p99 ms", "raw pg calls/s", "p50 ms", "p99 ms", "cairn/raw"]];
+  const fmt = (r: Result) => [r.callsPerSecond.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)];
+  for (const [name, cairnOp, rawOp] of methods) {
+    for (const concurrency of concurrencies) {
+      await measure(concurrency, 0.5, cairnOp);
+      const c = await measure(concurrency, seconds, cairnOp);
+      await measure(concurrency, 0.5, rawOp);
+      const r = await measure(concurrency, seconds, rawOp);
+      if (c.errors || r.errors) console.error(`${name}@${concurrency}: ${c.errors} cairn errors, ${r.errors} raw errors`);
+      rows.push([name, String(concurrency), ...fmt(c), ...fmt(r), `${((100 * c.callsPerSecond) / r.callsPerSecond).toFixed(0)}%`]);
+      console.error(rows[rows.length - 1]!.join(" "));
+    }
+  }
+  return rows;
+}

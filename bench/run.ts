@@ -1,10 +1,12 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its table.
+import { benchKeyValue } from "./kv.js";
 import { benchSessions } from "./sessions.js";
 import { benchTraces } from "./traces.js";
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   sessions: benchSessions,
   traces: benchTraces,
+  kv: benchKeyValue,
 };
 
 const name = process.argv[2];

@@ -9,7 +9,7 @@ import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
 import { SessionStore } from "../src/sessions/store.js";
 import { startBenchEnvironment } from "./environment.js";
-import { formatTable, measure, type Result } from "./measure.js";
+import { compare, formatTable } from "./measure.js";
 
 const CONCURRENCIES = [1, 16, 64];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -59,23 +59,15 @@ export async function benchSessions(): Promise<void> {
       update: (w, i) => store.applyUpdates({}, [{ sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
     };
 
-    const rows: string[][] = [["method", "conc", "cairn calls/s", "p50 ms", "p99 ms", "raw pg calls/s", "p50 ms", "p99 ms", "cairn/raw"]];
-    const fmt = (r: Result) => [r.callsPerSecond.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2)];
-    for (const [name, method] of [
-      ["CreateSession", "create"],
-      ["GetSession", "get"],
-      ["UpdateSession", "update"],
-    ] as const) {
-      for (const concurrency of CONCURRENCIES) {
-        await measure(concurrency, 0.5, cairn[method]); // warm-up
-        const c = await measure(concurrency, SECONDS, cairn[method]);
-        await measure(concurrency, 0.5, raw[method]);
-        const r = await measure(concurrency, SECONDS, raw[method]);
-        if (c.errors || r.errors) console.error(`${name}@${concurrency}: ${c.errors} cairn errors, ${r.errors} raw errors`);
-        rows.push([name, String(concurrency), ...fmt(c), ...fmt(r), `${((100 * c.callsPerSecond) / r.callsPerSecond).toFixed(0)}%`]);
-        console.error(rows[rows.length - 1]!.join(" "));
-      }
-    }
+    const rows = await compare(
+      [
+        ["CreateSession", cairn.create, raw.create],
+        ["GetSession", cairn.get, raw.get],
+        ["UpdateSession", cairn.update, raw.update],
+      ],
+      CONCURRENCIES,
+      SECONDS,
+    );
     console.log(`\nsessions benchmark (${SECONDS} s per cell, pool ${env.poolMax}, node ${process.version})\n`);
     console.log(formatTable(rows));
   } finally {

@@ -118,8 +118,7 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       const v = new Violations();
       const item = toPutItem(v, request, "", limits);
       v.throwIfAny();
-      const [written] = await store.put(ctx, [item]);
-      return toWire(written!);
+      return toWire(await store.putOne(ctx, item));
     },
 
     async delete(request, ctx) {
@@ -162,7 +161,7 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
         seen.add(key);
       });
       v.throwIfAny();
-      return { entries: (await store.put(ctx, items)).map(toWire) };
+      return { entries: (await store.putAll(ctx, items)).map(toWire) };
     },
 
     async batchDelete(request, ctx) {

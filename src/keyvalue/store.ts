@@ -114,6 +114,11 @@ export class KeyValueStore {
     { keyOf: (k) => k, shareEqualKeys: true },
   );
 
+  private readonly writes = new Coalescer<WriteRequest, EntryRecord | CairnError>(
+    (requests, signal) => this.db.transaction({ signal }, (tx) => applyWrites(tx, requests)),
+    { keyOf: (r) => r.key, shareEqualKeys: false },
+  );
+
   constructor(private readonly db: Database) {}
 
   async get(scope: CallScope, key: string): Promise<EntryRecord | undefined> {
@@ -131,14 +136,26 @@ export class KeyValueStore {
     return new Map(result.rows.map((r) => [r.key, toEntry(r)]));
   }
 
-  /** Puts every item or none; a failed condition fails the batch naming its key. */
-  put(scope: CallScope, items: PutItem[]): Promise<EntryRecord[]> {
-    return this.db.transaction(scope, async (tx) => {
-      await lockKeys(tx, items.map((i) => i.key));
-      const written: EntryRecord[] = [];
-      for (const item of items) written.push(await putOne(tx, item));
-      return written;
-    });
+  /**
+   * Puts one entry. Concurrent single writes (Put, Increment) are coalesced:
+   * those arriving together share one transaction and one commit, each
+   * keeping its own condition and outcome.
+   */
+  async putOne(scope: CallScope, item: PutItem): Promise<EntryRecord> {
+    return unwrap(await this.writes.submit({ kind: "put", key: item.key, item }, scope.signal));
+  }
+
+  /** Puts every item or none (BatchPut); a failed condition fails the batch naming its key. */
+  putAll(scope: CallScope, items: PutItem[]): Promise<EntryRecord[]> {
+    return this.writeAll(
+      scope,
+      items.map((item) => ({ kind: "put", key: item.key, item })),
+    );
+  }
+
+  /** Applies writes to distinct keys in one transaction of their own: all or none. */
+  writeAll(scope: CallScope, requests: WriteRequest[]): Promise<EntryRecord[]> {
+    return this.db.transaction(scope, async (tx) => (await applyWrites(tx, requests)).map(unwrap));
   }
 
   /** Deletes a live key (if at expectedVersion); false when there was none. */
@@ -167,28 +184,8 @@ export class KeyValueStore {
   }
 
   /** Adds delta to a number (creating it at 0); the entry after the change. */
-  increment(scope: CallScope, key: string, delta: number, ttlMicros: number | null): Promise<EntryRecord> {
-    return this.db.transaction(scope, async (tx) => {
-      await lockKeys(tx, [key]);
-      const current = await tx.query<{ json_value: unknown; bytes_value: Buffer | null; live: boolean }>(
-        `SELECT json_value, bytes_value, ${LIVE} AS live FROM kv_entries WHERE key = $1 FOR UPDATE`,
-        [key],
-      );
-      const row = current.rows[0];
-      const live = row?.live === true;
-      if (live && (row.bytes_value !== null || typeof row.json_value !== "number" || !Number.isInteger(row.json_value))) {
-        throw failedPrecondition(`entry ${JSON.stringify(key)} does not hold an integer`, { key });
-      }
-      const next = (live ? (row.json_value as number) : 0) + delta;
-      if (!Number.isSafeInteger(next)) throw new CairnError("out_of_range", "OUT_OF_RANGE", `the counter would leave the safe integer range`, { key });
-      return writeEntry(tx, {
-        key,
-        value: { kind: "json", json: next },
-        sessionId: live ? undefined : "",
-        ttlMicros,
-        keepExpiry: ttlMicros === null && live,
-      });
-    });
+  async increment(scope: CallScope, key: string, delta: number, ttlMicros: number | null): Promise<EntryRecord> {
+    return unwrap(await this.writes.submit({ kind: "increment", key, delta, ttlMicros }, scope.signal));
   }
 
   /** Keys in order from `afterKey`, live only; values omitted when keysOnly. */
@@ -311,45 +308,99 @@ async function currentVersion(tx: Queryable, key: string): Promise<number | unde
   return result.rows[0]?.version;
 }
 
-/** Checks the item's condition against the locked row, then writes it. */
-async function putOne(tx: Queryable, item: PutItem): Promise<EntryRecord> {
-  const locked = await tx.query<{ version: number; live: boolean }>(
-    `SELECT version, ${LIVE} AS live FROM kv_entries WHERE key = $1 FOR UPDATE`,
-    [item.key],
-  );
-  const row = locked.rows[0];
-  const current = row?.live ? row.version : undefined;
-  if (item.expectedVersion !== undefined && (current ?? 0) !== item.expectedVersion) {
-    throw versionConflict("entry", item.key, current ?? 0);
-  }
-  return writeEntry(tx, { key: item.key, value: item.value, sessionId: item.sessionId, ttlMicros: item.ttlMicros, keepExpiry: false });
+export type WriteRequest =
+  | { kind: "put"; key: string; item: PutItem }
+  | { kind: "increment"; key: string; delta: number; ttlMicros: number | null };
+
+/** One row to upsert, fully decided: the statement only applies it. */
+interface PlannedWrite {
+  ord: number;
+  key: string;
+  bytes_value: string | null;
+  json_text: string | null;
+  session_id: string;
+  ttl_micros: number | null;
+  expire_time: string | null;
 }
 
-interface Write {
-  key: string;
-  value: KvValue;
-  /** Undefined keeps the stored session scope. */
-  sessionId: string | undefined;
-  ttlMicros: number | null;
-  /** Keep the stored expire_time instead of setting it from ttlMicros. */
-  keepExpiry: boolean;
+function unwrap(result: EntryRecord | CairnError): EntryRecord {
+  if (result instanceof CairnError) throw result;
+  return result;
 }
 
 /**
- * Upserts one entry with the next revision and logs the PUT, in one
- * statement. An expired row is replaced as if absent (version 1). Concurrent
- * creators of one key are serialized by the primary key, then by the lock
- * the caller took.
+ * Applies writes to distinct keys in the caller's transaction: locks the
+ * keys, reads their rows, decides each write (condition, counter arithmetic)
+ * and upserts all that pass in one statement. Returns one outcome per
+ * request; a request that fails yields its error and writes nothing.
  */
-async function writeEntry(tx: Queryable, w: Write): Promise<EntryRecord> {
-  const result = await tx.query<EntryRow>(
-    `WITH rev AS (
-       UPDATE kv_revisions SET last_revision = last_revision + 1 RETURNING last_revision AS r
+async function applyWrites(tx: Queryable, requests: WriteRequest[]): Promise<(EntryRecord | CairnError)[]> {
+  const keys = requests.map((r) => r.key);
+  await lockKeys(tx, keys);
+  const locked = await tx.query<{ key: string; version: number; live: boolean; json_value: unknown; bytes_value: Buffer | null; session_id: string; expire_time: string | null }>(
+    `SELECT key, version, ${LIVE} AS live, json_value, bytes_value, session_id, expire_time
+       FROM kv_entries WHERE key = ANY ($1::text[]) FOR UPDATE`,
+    [keys],
+  );
+  const rows = new Map(locked.rows.filter((r) => r.live).map((r) => [r.key, r]));
+  const outcomes: (EntryRecord | CairnError | PlannedWrite)[] = requests.map((request) => {
+    const current = rows.get(request.key);
+    if (request.kind === "put") {
+      const { item } = request;
+      if (item.expectedVersion !== undefined && (current?.version ?? 0) !== item.expectedVersion) {
+        return versionConflict("entry", item.key, current?.version ?? 0);
+      }
+      return {
+        ord: 0,
+        key: item.key,
+        bytes_value: item.value.kind === "bytes" ? item.value.bytes.toString("base64") : null,
+        json_text: item.value.kind === "json" ? JSON.stringify(item.value.json) : null,
+        session_id: item.sessionId,
+        ttl_micros: item.ttlMicros,
+        expire_time: null,
+      };
+    }
+    if (current && (current.bytes_value !== null || typeof current.json_value !== "number" || !Number.isInteger(current.json_value))) {
+      return failedPrecondition(`entry ${JSON.stringify(request.key)} does not hold an integer`, { key: request.key });
+    }
+    const next = ((current?.json_value as number | undefined) ?? 0) + request.delta;
+    if (!Number.isSafeInteger(next)) {
+      return new CairnError("out_of_range", "OUT_OF_RANGE", "the counter would leave the safe integer range", { key: request.key });
+    }
+    return {
+      ord: 0,
+      key: request.key,
+      bytes_value: null,
+      json_text: JSON.stringify(next),
+      // A counter keeps its scope, and its expiry unless a ttl is given.
+      session_id: current?.session_id ?? "",
+      ttl_micros: request.ttlMicros,
+      expire_time: request.ttlMicros === null ? (current?.expire_time ?? null) : null,
+    };
+  });
+  const planned = outcomes.filter((o): o is PlannedWrite => !(o instanceof CairnError) && "json_text" in o);
+  planned.forEach((p, i) => (p.ord = i + 1));
+  const written = planned.length > 0 ? await upsertEntries(tx, planned) : [];
+  return outcomes.map((o) => (o instanceof CairnError ? o : written[(o as PlannedWrite).ord - 1]!));
+}
+
+/**
+ * Upserts decided rows with consecutive revisions from one allocation and
+ * logs a PUT for each, in one statement; queues one NOTIFY. An expired row
+ * is replaced as if absent (version 1, new create_time).
+ */
+async function upsertEntries(tx: Queryable, planned: PlannedWrite[]): Promise<EntryRecord[]> {
+  const result = await tx.query<EntryRow & { ord: number }>(
+    `WITH v AS (
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS v (ord int, key text, bytes_value text, json_text text,
+                                                         session_id text, ttl_micros bigint, expire_time timestamptz)
+     ), rev AS (
+       UPDATE kv_revisions SET last_revision = last_revision + $2 RETURNING last_revision - $2 AS base
      ), written AS (
        INSERT INTO kv_entries AS e (key, bytes_value, json_value, version, mod_revision, session_id, expire_time)
-       SELECT $1::text, $2::bytea, $3::jsonb, 1, rev.r, coalesce($4::text, ''),
-              CASE WHEN $5::bigint IS NOT NULL THEN now() + $5::bigint * interval '1 microsecond' END
-         FROM rev
+       SELECT v.key, decode(v.bytes_value, 'base64'), v.json_text::jsonb, 1, rev.base + v.ord, v.session_id,
+              CASE WHEN v.ttl_micros IS NOT NULL THEN now() + v.ttl_micros * interval '1 microsecond' ELSE v.expire_time END
+         FROM v, rev
        ON CONFLICT (key) DO UPDATE SET
          bytes_value = EXCLUDED.bytes_value,
          json_value = EXCLUDED.json_value,
@@ -357,8 +408,8 @@ async function writeEntry(tx: Queryable, w: Write): Promise<EntryRecord> {
          version = CASE WHEN e.expire_time IS NULL OR e.expire_time > now() THEN e.version + 1 ELSE 1 END,
          create_time = CASE WHEN e.expire_time IS NULL OR e.expire_time > now() THEN e.create_time ELSE now() END,
          update_time = now(),
-         session_id = coalesce($4::text, e.session_id),
-         expire_time = CASE WHEN $6::boolean THEN e.expire_time ELSE EXCLUDED.expire_time END
+         session_id = EXCLUDED.session_id,
+         expire_time = EXCLUDED.expire_time
        RETURNING ${ENTRY_COLUMNS}
      ), logged AS (
        INSERT INTO kv_changes (revision, change_type, key, bytes_value, json_value, version, session_id,
@@ -366,17 +417,14 @@ async function writeEntry(tx: Queryable, w: Write): Promise<EntryRecord> {
        SELECT mod_revision, 1, key, bytes_value, json_value, version, session_id, create_time, update_time, expire_time
          FROM written
      )
-     SELECT written.*, pg_notify('${CHANNELS.keyValueChanges}', written.mod_revision::text) AS notified FROM written`,
-    [
-      w.key,
-      w.value.kind === "bytes" ? w.value.bytes : null,
-      w.value.kind === "json" ? JSON.stringify(w.value.json) : null,
-      w.sessionId ?? null,
-      w.ttlMicros,
-      w.keepExpiry,
-    ],
+     SELECT written.*, written.mod_revision - rev.base AS ord,
+            (SELECT pg_notify('${CHANNELS.keyValueChanges}', max(mod_revision)::text) FROM written) AS notified
+       FROM written, rev`,
+    [JSON.stringify(planned), planned.length],
   );
-  return toEntry(result.rows[0]!);
+  const byOrd: EntryRecord[] = [];
+  for (const row of result.rows) byOrd[row.ord - 1] = toEntry(row);
+  return byOrd;
 }
 
 /** Deletes the entries scoped to these sessions (inside a session delete), logging DELETEs. */
