@@ -1,7 +1,7 @@
 // Request validation helpers. Each check names the offending field with its
 // full path so a client can tell exactly what to fix; nothing is written when
 // any check fails.
-import { type FieldViolation, invalidArgument } from "../errors.js";
+import { CairnError, type FieldViolation, invalidArgument } from "../errors.js";
 import type { Limits } from "../config.js";
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -11,6 +11,20 @@ export class Violations {
 
   add(field: string, description: string): void {
     this.list.push({ field, description });
+  }
+
+  /**
+   * Runs a conversion that may throw INVALID_ARGUMENT (a Timestamp or
+   * Duration check), collecting its violations; null when it failed.
+   */
+  collect<T>(convert: () => T): T | null {
+    try {
+      return convert();
+    } catch (error) {
+      if (!(error instanceof CairnError) || error.kind !== "invalid_argument") throw error;
+      this.list.push(...error.fieldViolations);
+      return null;
+    }
   }
 
   /** Throws INVALID_ARGUMENT with every violation collected so far. */

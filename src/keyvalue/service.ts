@@ -5,7 +5,7 @@ import type { Limits } from "../config.js";
 import type { NotifyHub } from "../db/notify-hub.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
-import { CairnError, invalidPageToken, notFound } from "../errors.js";
+import { invalidPageToken, notFound } from "../errors.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import type { ServiceHandlers } from "../grpc/handlers.js";
@@ -54,14 +54,7 @@ function checkKey(v: Violations, field: string, key: string, limits: Limits, all
 }
 
 function ttlMicros(v: Violations, field: string, ttl: { seconds: number; nanos: number } | undefined): number | null {
-  if (!ttl) return null;
-  try {
-    return positiveDurationMicros(ttl, field);
-  } catch (error) {
-    if (!(error instanceof CairnError)) throw error;
-    v.list.push(...error.fieldViolations);
-    return null;
-  }
+  return ttl ? v.collect(() => positiveDurationMicros(ttl, field)) : null;
 }
 
 function checkExpectedVersion(v: Violations, field: string, expected: number | undefined): void {

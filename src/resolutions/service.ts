@@ -9,7 +9,7 @@ import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { requestHash } from "../db/idempotency.js";
 import { isoToEpochMicros } from "../db/time.js";
-import { CairnError, invalidPageToken } from "../errors.js";
+import { invalidPageToken } from "../errors.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import type { ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
@@ -46,17 +46,6 @@ function decisionName(v: Violations, field: string, decision: Decision): Decisio
   return name;
 }
 
-/** Runs a conversion that may throw INVALID_ARGUMENT, collecting its violations instead. */
-function collecting<T>(v: Violations, fn: () => T): T | null {
-  try {
-    return fn();
-  } catch (error) {
-    if (!(error instanceof CairnError) || error.kind !== "invalid_argument") throw error;
-    v.list.push(...error.fieldViolations);
-    return null;
-  }
-}
-
 function toCreate(v: Violations, request: CreateResolutionRequest, at: string, limits: Limits): ResolutionCreate {
   const r = request.resolution;
   if (!r) {
@@ -77,8 +66,8 @@ function toCreate(v: Violations, request: CreateResolutionRequest, at: string, l
     metadata: r.metadata,
   };
   for (const [name, value] of Object.entries(documents)) checkDocument(v, `${at}resolution.${name}`, value, limits);
-  const ttlMicros = request.ttl ? collecting(v, () => positiveDurationMicros(request.ttl!, `${at}ttl`)) : null;
-  const expireTime = request.ttl ? null : collecting(v, () => isoFromTimestamp(r.expireTime, `${at}resolution.expire_time`));
+  const ttlMicros = request.ttl ? v.collect(() => positiveDurationMicros(request.ttl!, `${at}ttl`)) : null;
+  const expireTime = request.ttl ? null : v.collect(() => isoFromTimestamp(r.expireTime, `${at}resolution.expire_time`));
   if (expireTime && isoToEpochMicros(expireTime) <= BigInt(Date.now()) * 1000n) {
     v.add(`${at}resolution.expire_time`, "must be in the future");
   }
@@ -145,8 +134,8 @@ export function resolutionHandlers(store: ResolutionStore, limits: Limits): Serv
       checkId(v, "session_id", request.sessionId, false);
       checkId(v, "request_id", request.requestId, false);
       const decisions = request.decisions.map((d, i) => decisionName(v, `decisions[${i}]`, d)).filter((d) => d !== undefined);
-      const createdAfter = collecting(v, () => isoFromTimestamp(request.createdAfter, "created_after"));
-      const createdBefore = collecting(v, () => isoFromTimestamp(request.createdBefore, "created_before"));
+      const createdAfter = v.collect(() => isoFromTimestamp(request.createdAfter, "created_after"));
+      const createdBefore = v.collect(() => isoFromTimestamp(request.createdBefore, "created_before"));
       const limit = pageSize(request.pageSize);
       v.throwIfAny();
       const filter: ResolutionFilter = {

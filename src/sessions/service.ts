@@ -135,8 +135,8 @@ function toFilter(v: Violations, filter: WireSessionFilter | undefined, limits: 
     labels: f.labels,
     metadataContains: f.metadataContains ?? null,
     stateContains: f.stateContains ?? null,
-    createdAfter: isoFromTimestamp(f.createdAfter, "filter.created_after"),
-    createdBefore: isoFromTimestamp(f.createdBefore, "filter.created_before"),
+    createdAfter: v.collect(() => isoFromTimestamp(f.createdAfter, "filter.created_after")),
+    createdBefore: v.collect(() => isoFromTimestamp(f.createdBefore, "filter.created_before")),
   };
 }
 

@@ -68,13 +68,7 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
     checkId(v, `${at}.session_id`, e.sessionId, false);
     checkText(v, `${at}.event_type`, e.eventType, MAX_EVENT_TYPE_CHARS, true);
     checkDocument(v, `${at}.payload`, e.payload, limits);
-    let time = ingestTime;
-    try {
-      time = isoFromTimestamp(e.time, `${at}.time`) ?? ingestTime;
-    } catch (error) {
-      if (!(error instanceof CairnError)) throw error;
-      v.list.push(...error.fieldViolations);
-    }
+    const time = v.collect(() => isoFromTimestamp(e.time, `${at}.time`)) ?? ingestTime;
     return {
       eventId: e.eventId || uuidv7(),
       traceId: e.traceId,
@@ -158,8 +152,8 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       checkId(v, "session_id", request.sessionId, true);
       request.eventTypes.forEach((t, i) => checkText(v, `event_types[${i}]`, t, MAX_EVENT_TYPE_CHARS, true));
       const minSeverity = severityLevel(v, "min_severity", request.minSeverity, 0);
-      const afterTime = isoFromTimestamp(request.afterTime, "after_time");
-      const beforeTime = isoFromTimestamp(request.beforeTime, "before_time");
+      const afterTime = v.collect(() => isoFromTimestamp(request.afterTime, "after_time"));
+      const beforeTime = v.collect(() => isoFromTimestamp(request.beforeTime, "before_time"));
       const limit = pageSize(request.pageSize);
       v.throwIfAny();
       const query = { sessionId: request.sessionId, eventTypes: [...request.eventTypes].sort(), minSeverity, afterTime, beforeTime };
