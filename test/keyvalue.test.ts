@@ -95,10 +95,10 @@ describe("Put / Get / Delete", () => {
 describe("TTL", () => {
   it("an entry is invisible the moment it expires, and the reaper removes it", async () => {
     const key = uid("ttl");
-    const put = await kv().put({ entry: { key, value: json(1) }, ttl: { seconds: 0, nanos: 300_000_000 } });
+    const put = await kv().put({ entry: { key, value: json(1) }, ttl: { seconds: 1, nanos: 0 } });
     expect(put.expireTime).toBeDefined();
     await kv().get({ key });
-    await new Promise((r) => setTimeout(r, 350));
+    await new Promise((r) => setTimeout(r, 1_050));
     expect((await failure(kv().get({ key }))).code).toBe(status.NOT_FOUND);
     expect((await kv().list({ prefix: key })).entries).toEqual([]);
     await waitFor("the reaper", async () => (await h.sql.query("SELECT 1 FROM kv_entries WHERE key = $1", [key])).rowCount === 0, 5_000);

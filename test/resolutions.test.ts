@@ -29,6 +29,19 @@ const resolution = (extra: object = {}) => ({
 });
 const minutes = (m: number) => ({ seconds: m * 60, nanos: 0 });
 const rows = async () => (await h.sql.query("SELECT count(*)::int AS n FROM resolutions")).rows[0].n as number;
+const REAPER_LOCK = 0x43414952;
+
+/** Runs fn while the reaper cannot run, so row counts hold still. */
+async function withReaperPaused<T>(fn: (client: import("pg").PoolClient) => Promise<T>): Promise<T> {
+  const client = await h.sql.connect();
+  await client.query("SELECT pg_advisory_lock($1)", [REAPER_LOCK]);
+  try {
+    return await fn(client);
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [REAPER_LOCK]);
+    client.release();
+  }
+}
 
 describe("CreateResolution / GetResolution", () => {
   it("creates with a ttl and reads it back", async () => {
@@ -50,9 +63,9 @@ describe("CreateResolution / GetResolution", () => {
   });
 
   it("is NOT_FOUND the moment it expires, before any purge", async () => {
-    const r = await h.client.resolutions.createResolution({ resolution: resolution({ resolutionId: uid("short") }), ttl: { seconds: 0, nanos: 300_000_000 } });
+    const r = await h.client.resolutions.createResolution({ resolution: resolution({ resolutionId: uid("short") }), ttl: { seconds: 1, nanos: 0 } });
     await h.client.resolutions.getResolution({ resolutionId: r.resolutionId });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await new Promise((resolve) => setTimeout(resolve, 1_050));
     expect((await failure(h.client.resolutions.getResolution({ resolutionId: r.resolutionId }))).code).toBe(status.NOT_FOUND);
   });
 
@@ -81,11 +94,13 @@ describe("CreateResolution / GetResolution", () => {
     [{ resolution: resolution({ metadata: { big: "x".repeat(1024 * 1024) } }) }, "resolution.metadata"],
     [{}, "resolution"],
   ])("INVALID_ARGUMENT names the field (%#)", async (request, field) => {
-    const before = await rows();
-    const f = await failure(h.client.resolutions.createResolution(request));
-    expect(f.code).toBe(status.INVALID_ARGUMENT);
-    expect(f.fields).toContain(field);
-    expect(await rows()).toBe(before);
+    await withReaperPaused(async () => {
+      const before = await rows();
+      const f = await failure(h.client.resolutions.createResolution(request));
+      expect(f.code).toBe(status.INVALID_ARGUMENT);
+      expect(f.fields).toContain(field);
+      expect(await rows()).toBe(before);
+    });
   });
 });
 
@@ -95,18 +110,20 @@ describe("BatchCreateResolutions", () => {
       requests: [{ resolution: resolution() }, { resolution: resolution(), ttl: minutes(1) }],
     });
     expect(ok.resolutions).toHaveLength(2);
-    const before = await rows();
-    const bad = await failure(
-      h.client.resolutions.batchCreateResolutions({ requests: [{ resolution: resolution() }, { resolution: resolution({ agentId: "" }) }] }),
-    );
-    expect(bad.fields).toEqual(["requests[1].resolution.agent_id"]);
-    const taken = await failure(
-      h.client.resolutions.batchCreateResolutions({
-        requests: [{ resolution: resolution() }, { resolution: resolution({ resolutionId: ok.resolutions[0]!.resolutionId }) }],
-      }),
-    );
-    expect(taken.code).toBe(status.ALREADY_EXISTS);
-    expect(await rows()).toBe(before);
+    await withReaperPaused(async () => {
+      const before = await rows();
+      const bad = await failure(
+        h.client.resolutions.batchCreateResolutions({ requests: [{ resolution: resolution() }, { resolution: resolution({ agentId: "" }) }] }),
+      );
+      expect(bad.fields).toEqual(["requests[1].resolution.agent_id"]);
+      const taken = await failure(
+        h.client.resolutions.batchCreateResolutions({
+          requests: [{ resolution: resolution() }, { resolution: resolution({ resolutionId: ok.resolutions[0]!.resolutionId }) }],
+        }),
+      );
+      expect(taken.code).toBe(status.ALREADY_EXISTS);
+      expect(await rows()).toBe(before);
+    });
   });
 });
 
@@ -155,11 +172,9 @@ describe("DeleteResolution, purge and the reaper", () => {
   });
 
   it("PurgeExpiredResolutions counts exactly what it removed", async () => {
-    // Expired rows written directly, so the 200 ms reaper cannot race this count.
-    const reaperLock = await h.sql.connect();
-    await reaperLock.query("SELECT pg_advisory_lock($1)", [0x43414952]);
-    try {
-      await h.sql.query(
+    // The reaper (every 200 ms) is held off so that it cannot race this count.
+    await withReaperPaused(async (reaperLock) => {
+      await reaperLock.query(
         `INSERT INTO resolutions (resolution_id, request_id, agent_id, session_id, decision, expire_time)
          SELECT 'purge-' || g, 'r', 'a', 's', 'ALLOW', now() - interval '1 minute' FROM generate_series(1, 2500) g`,
       );
@@ -169,10 +184,7 @@ describe("DeleteResolution, purge and the reaper", () => {
       expect(expired.rows[0].n).toBeGreaterThanOrEqual(2500);
       expect(deletedCount).toBe(expired.rows[0].n);
       expect((await h.client.resolutions.purgeExpiredResolutions({})).deletedCount).toBe(0);
-    } finally {
-      await reaperLock.query("SELECT pg_advisory_unlock_all()");
-      reaperLock.release();
-    }
+    });
   });
 
   it("the reaper reclaims expired rows on its own", async () => {

@@ -399,7 +399,8 @@ async function upsertEntries(tx: Queryable, planned: PlannedWrite[]): Promise<En
      ), written AS (
        INSERT INTO kv_entries AS e (key, bytes_value, json_value, version, mod_revision, session_id, expire_time)
        SELECT v.key, decode(v.bytes_value, 'base64'), v.json_text::jsonb, 1, rev.base + v.ord, v.session_id,
-              CASE WHEN v.ttl_micros IS NOT NULL THEN now() + v.ttl_micros * interval '1 microsecond' ELSE v.expire_time END
+              CASE WHEN v.ttl_micros IS NOT NULL THEN clock_timestamp() + v.ttl_micros * interval '1 microsecond'
+                   ELSE v.expire_time END
          FROM v, rev
        ON CONFLICT (key) DO UPDATE SET
          bytes_value = EXCLUDED.bytes_value,

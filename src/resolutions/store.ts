@@ -113,7 +113,8 @@ export class ResolutionStore {
       `INSERT INTO resolutions (resolution_id, request_id, agent_id, session_id, decision, context_blocks,
                                 allowed_actions, denied_actions, policies_applied, metadata, expire_time)
        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb,
-               CASE WHEN $11::bigint IS NOT NULL THEN now() + $11::bigint * interval '1 microsecond'
+               -- The ttl counts from the write, not from the start of a batch's transaction.
+               CASE WHEN $11::bigint IS NOT NULL THEN clock_timestamp() + $11::bigint * interval '1 microsecond'
                     ELSE $12::timestamptz END)
        ON CONFLICT (resolution_id) DO NOTHING
        RETURNING ${COLUMNS}`,
