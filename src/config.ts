@@ -31,6 +31,10 @@ export interface Config {
   reaperIntervalMs: number;
   /** How long the key-value change log is kept for Watch. */
   watchRetentionMs: number;
+  /** How often expired job leases are rescued. */
+  leaseRescueIntervalMs: number;
+  /** How long finished jobs are kept. */
+  jobRetentionMs: number;
   limits: Limits;
 }
 
@@ -149,6 +153,20 @@ export const SETTINGS = {
     parse: positiveInt(1),
     help: "how long the key-value change log is kept for Watch",
   },
+  leaseRescueIntervalMs: {
+    env: "CAIRN_LEASE_RESCUE_INTERVAL_MS",
+    flag: "lease-rescue-interval-ms",
+    default: 1_000,
+    parse: positiveInt(10),
+    help: "how often expired job leases are rescued (one replica at a time)",
+  },
+  jobRetentionMs: {
+    env: "CAIRN_JOB_RETENTION_MS",
+    flag: "job-retention-ms",
+    default: 7 * 24 * 3600 * 1000,
+    parse: positiveInt(1),
+    help: "how long finished jobs are kept",
+  },
   maxDocumentBytes: {
     env: "CAIRN_MAX_DOCUMENT_BYTES",
     flag: "max-document-bytes",
@@ -216,6 +234,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     progressIntervalMs: v.progressIntervalMs,
     reaperIntervalMs: v.reaperIntervalMs,
     watchRetentionMs: v.watchRetentionMs,
+    leaseRescueIntervalMs: v.leaseRescueIntervalMs,
+    jobRetentionMs: v.jobRetentionMs,
     limits: {
       maxDocumentBytes: v.maxDocumentBytes,
       maxKeyBytes: v.maxKeyBytes,

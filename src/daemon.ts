@@ -79,12 +79,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const db = new Database(pool);
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
-    const { server, streams, reaper, setServing } = buildServer(config, db, hub, log);
+    const { server, streams, background, setServing } = buildServer(config, db, hub, log);
     const monitor = new DatabaseMonitor(pool, config.healthCheckIntervalMs, log, setServing);
     const port = await bind(server, config.listen);
     const address = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${port}`;
     monitor.start();
-    reaper.start();
+    for (const loop of background) loop.start();
     log.info({ address, embedded: Boolean(database.embedded) }, "cairn serving");
 
     let stopping: Promise<void> | undefined;
@@ -107,7 +107,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
           });
         });
         monitor.stop();
-        await reaper.stop();
+        for (const loop of background) await loop.stop();
         await hub!.stop();
         await pool!.end();
         await database.embedded?.stop();

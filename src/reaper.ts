@@ -6,8 +6,11 @@
 import type pg from "pg";
 import type { Logger } from "./logger.js";
 
-/** An arbitrary constant naming "the reaper" among advisory locks. */
-const REAPER_LOCK = 0x43414952; // "CAIR"
+/** Arbitrary constants naming Cairn's background loops among advisory locks. */
+export const LOCKS = {
+  reaper: 0x43414952, // "CAIR"
+  leaseRescue: 0x43414953,
+} as const;
 
 export interface ReaperTask {
   name: string;
@@ -24,6 +27,7 @@ export class Reaper {
     private readonly tasks: ReaperTask[],
     private readonly intervalMs: number,
     private readonly log: Logger,
+    private readonly lock: number = LOCKS.reaper,
   ) {}
 
   start(): void {
@@ -51,7 +55,7 @@ export class Reaper {
     }
     let locked = false;
     try {
-      locked = (await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [REAPER_LOCK])).rows[0]!.ok;
+      locked = (await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1) AS ok", [this.lock])).rows[0]!.ok;
       if (!locked) return;
       for (const task of this.tasks) {
         try {
@@ -64,7 +68,7 @@ export class Reaper {
     } catch (error) {
       this.log.warn({ err: error }, "reaper round failed");
     } finally {
-      if (locked) await client.query("SELECT pg_advisory_unlock($1)", [REAPER_LOCK]).catch(() => {});
+      if (locked) await client.query("SELECT pg_advisory_unlock($1)", [this.lock]).catch(() => {});
       client.release();
     }
   }

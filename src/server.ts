@@ -16,9 +16,11 @@ import type { Logger } from "./logger.js";
 import type { NotifyHub } from "./db/notify-hub.js";
 import { sessionHandlers } from "./sessions/service.js";
 import { SessionStore } from "./sessions/store.js";
+import { jobHandlers } from "./jobs/service.js";
+import { JobStore } from "./jobs/store.js";
 import { keyValueHandlers } from "./keyvalue/service.js";
 import { KeyValueStore } from "./keyvalue/store.js";
-import { Reaper } from "./reaper.js";
+import { LOCKS, Reaper } from "./reaper.js";
 import { resolutionHandlers } from "./resolutions/service.js";
 import { ResolutionStore } from "./resolutions/store.js";
 import { traceHandlers } from "./traces/service.js";
@@ -30,12 +32,14 @@ export const IMPLEMENTED_SERVICES = [
   "cairn.v1.ResolutionService",
   "cairn.v1.TraceEventService",
   "cairn.v1.KeyValueService",
+  "cairn.v1.JobService",
 ];
 
 export interface BuiltServer {
   server: grpc.Server;
   streams: StreamRegistry;
-  reaper: Reaper;
+  /** Background loops: TTL purges and retention; job lease rescue. */
+  background: Reaper[];
   setServing(serving: boolean): void;
 }
 
@@ -59,8 +63,6 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
       deps,
     ),
   );
-  // The rest of the contract is served so that it can be listed and
-  // described; its methods answer UNIMPLEMENTED until their issues land.
   server.addService(
     TraceEventServiceService,
     bindService(
@@ -69,7 +71,8 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
       deps,
     ),
   );
-  server.addService(JobServiceService, bindService(JobServiceService, {}, deps));
+  const jobs = new JobStore(db);
+  server.addService(JobServiceService, bindService(JobServiceService, jobHandlers(jobs, { limits: config.limits, hub }), deps));
 
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
@@ -79,6 +82,7 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   };
   setServing(false);
 
+  // Everything the server serves, for reflection's list_services.
   const listed = [
     "cairn.v1.SessionService",
     "cairn.v1.ResolutionService",
@@ -96,9 +100,17 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
       { name: "expired resolutions", run: () => resolutions.purgeExpired({}) },
       { name: "expired entries", run: () => keyValue.purgeExpired({}) },
       { name: "key-value change log", run: () => keyValue.compactChanges({}, config.watchRetentionMs) },
+      { name: "finished jobs", run: () => jobs.deleteFinished({}, config.jobRetentionMs) },
     ],
     config.reaperIntervalMs,
     log,
   );
-  return { server, streams, reaper, setServing };
+  const rescue = new Reaper(
+    db.pool,
+    [{ name: "expired job leases", run: () => jobs.rescueExpiredLeases({}) }],
+    config.leaseRescueIntervalMs,
+    log,
+    LOCKS.leaseRescue,
+  );
+  return { server, streams, background: [reaper, rescue], setServing };
 }

@@ -6,11 +6,12 @@
 import pg from "pg";
 import type { Logger } from "../logger.js";
 
-type Listener = () => void;
+type Listener = (payload?: string) => void;
 
 export const CHANNELS = {
   traceEvents: "cairn_trace_events",
   keyValueChanges: "cairn_kv_changes",
+  jobs: "cairn_jobs",
 } as const;
 
 export class NotifyHub {
@@ -47,7 +48,7 @@ export class NotifyHub {
 
   private async connect(): Promise<void> {
     const client = new pg.Client({ connectionString: this.connectionString, application_name: "cairn-listen" });
-    client.on("notification", (message) => this.wake(message.channel));
+    client.on("notification", (message) => this.wake(message.channel, message.payload));
     client.on("error", (error) => this.onLost(client, error));
     client.on("end", () => this.onLost(client));
     try {
@@ -64,8 +65,8 @@ export class NotifyHub {
     for (const channel of this.channels) this.wake(channel);
   }
 
-  private wake(channel: string): void {
-    for (const listener of this.listeners.get(channel) ?? []) listener();
+  private wake(channel: string, payload?: string): void {
+    for (const listener of this.listeners.get(channel) ?? []) listener(payload);
   }
 
   private onLost(client: pg.Client, error?: unknown): void {

@@ -1,7 +1,6 @@
 // Adapts async service functions to grpc-js handlers: one log line per call,
 // an AbortSignal that fires on cancellation or deadline (stores hand it to
-// the database layer), errors mapped through status.ts, and UNIMPLEMENTED for
-// methods whose service code has not landed.
+// the database layer), and errors mapped through status.ts.
 import * as grpc from "@grpc/grpc-js";
 import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import { performance } from "node:perf_hooks";
@@ -95,10 +94,6 @@ function logCall(log: Logger, ctx: CallContext, startedAt: number, error?: Cairn
   } else log.info({ ...entry, reason: error.reason }, "call");
 }
 
-function unimplemented(path: string): CairnError {
-  return new CairnError("unimplemented", "UNIMPLEMENTED", `${methodName(path)} is not implemented yet`);
-}
-
 function bindUnary(path: string, fn: (req: any, ctx: CallContext) => Promise<any>, deps: HandlerDeps): grpc.handleUnaryCall<any, any> {
   return (call, callback) => {
     const startedAt = performance.now();
@@ -148,26 +143,18 @@ function bindStream(
   };
 }
 
-/** A grpc-js implementation of `definition`; methods absent from `handlers` answer UNIMPLEMENTED. */
+/** A grpc-js implementation of `definition`: every method must have its handler. */
 export function bindService<S extends AnyDefinition>(
   definition: S,
-  handlers: Partial<ServiceHandlers<S>>,
+  handlers: ServiceHandlers<S>,
   deps: HandlerDeps,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
-    const handler = (handlers as Record<string, ((...args: any[]) => Promise<any>) | undefined>)[name];
-    if (!method.requestStream && !method.responseStream) {
-      impl[name] = bindUnary(method.path, handler ?? (async () => Promise.reject(unimplemented(method.path))), deps);
-    } else if (!method.requestStream) {
-      impl[name] = bindStream(
-        method.path,
-        handler ? (call, ctx) => handler(call.request, call, ctx) : async () => Promise.reject(unimplemented(method.path)),
-        deps,
-      );
-    } else {
-      impl[name] = bindStream(method.path, handler ?? (async () => Promise.reject(unimplemented(method.path))), deps);
-    }
+    const handler = (handlers as Record<string, (...args: any[]) => Promise<any>>)[name]!;
+    if (!method.requestStream && !method.responseStream) impl[name] = bindUnary(method.path, handler, deps);
+    else if (!method.requestStream) impl[name] = bindStream(method.path, (call, ctx) => handler(call.request, call, ctx), deps);
+    else impl[name] = bindStream(method.path, handler, deps);
   }
   return impl;
 }

@@ -4,6 +4,7 @@ import type { CallScope, Database, Queryable } from "../db/database.js";
 import { Coalescer } from "../db/coalescer.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
+import { cancelSessionJobs } from "../jobs/store.js";
 import { deleteSessionEntries } from "../keyvalue/store.js";
 import { deleteSessionResolutions } from "../resolutions/store.js";
 import { deleteSessionEvents } from "../traces/store.js";
@@ -472,7 +473,8 @@ export class SessionStore {
  * transaction; returns the ids actually deleted. Messages go by ON DELETE
  * CASCADE, trace events explicitly (events may name sessions Cairn does not
  * hold, so there is no foreign key), resolutions likewise, and
- * session-scoped key-value entries with a DELETE in the change log.
+ * session-scoped key-value entries with a DELETE in the change log; the
+ * session's jobs are cancelled, not deleted.
  */
 async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVersion: number | undefined): Promise<string[]> {
   const deleted = await tx.query<{ session_id: string }>(
@@ -486,6 +488,7 @@ async function deleteSessionRows(tx: Queryable, sessionIds: string[], expectedVe
     await deleteSessionResolutions(tx, ids);
     await deleteSessionEvents(tx, ids);
     await deleteSessionEntries(tx, ids);
+    await cancelSessionJobs(tx, ids);
   }
   return ids;
 }

@@ -231,14 +231,39 @@ def main():
     calls["BatchDelete"] = call(K + "BatchDelete", {"keys": [kp + "x", kp + "y"]})
     calls["PurgeExpired"] = call(K + "PurgeExpired", {})
 
-    # Every other method, called with an empty request: it must answer with a
-    # status of its own (UNIMPLEMENTED until its service lands), never hang.
-    for full, m in methods.items():
-        if full.startswith((S, T, R, K, "grpc.")):
-            continue
-        calls[full] = call(full, {}, timeout=5)
+    J = "cairn.v1.JobService/"
+    jq = f"py-jobs-{REFLECTION_VERSION}"
+    calls["EnqueueJob"] = call(J + "EnqueueJob", {"job": {"queue": jq, "payload": {"x": 1}, "priority": 5,
+                                                          "backoff": {"initialDelay": "0.5s", "maxDelay": "10s", "multiplier": 3}},
+                                                  "requestId": f"py-job-{REFLECTION_VERSION}"})
+    calls["BatchEnqueueJobs"] = call(J + "BatchEnqueueJobs", {"requests": [{"job": {"queue": jq}}, {"job": {"queue": jq}}]})
+    calls["PauseQueue"] = call(J + "PauseQueue", {"queue": jq})
+    calls["ResumeQueue"] = call(J + "ResumeQueue", {"queue": jq})
+    calls["LeaseJobs"] = call(J + "LeaseJobs", {"queue": jq, "workerId": "py", "maxJobs": 2, "leaseDuration": "30s", "wait": "1s"})
+    leases = calls["LeaseJobs"].get("response", {}).get("leases", [])
+    first, second = (leases + [{"job": {}}, {"job": {}}])[:2]
+    calls["ExtendLease"] = call(J + "ExtendLease", {"jobId": first["job"].get("jobId", "x"), "leaseToken": first.get("leaseToken", ""),
+                                                    "leaseDuration": "60s"})
+    calls["CompleteJob"] = call(J + "CompleteJob", {"jobId": first["job"].get("jobId", "x"), "leaseToken": first.get("leaseToken", ""),
+                                                    "result": {"ok": True}})
+    calls["FailJob"] = call(J + "FailJob", {"jobId": second["job"].get("jobId", "x"), "leaseToken": second.get("leaseToken", ""),
+                                            "error": {"message": "nope"}, "retry": False})
+    calls["RetryJob"] = call(J + "RetryJob", {"jobId": second["job"].get("jobId", "x")})
+    calls["StreamJobs"] = call(J + "StreamJobs", {"queue": jq, "workerId": "py-stream", "maxInFlight": 1}, timeout=1.5)
+    streamed = (calls["StreamJobs"].get("responses") or [{}])[0]
+    calls["BatchCompleteJobs"] = call(J + "BatchCompleteJobs", {"requests": [{"jobId": streamed.get("job", {}).get("jobId", "x"),
+                                                                              "leaseToken": streamed.get("leaseToken", "")}]})
+    calls["CancelJob"] = call(J + "CancelJob", {"jobId": second["job"].get("jobId", "x")})
+    calls["GetJob"] = call(J + "GetJob", {"jobId": first["job"].get("jobId", "x")})
+    calls["ListJobs"] = call(J + "ListJobs", {"queue": jq})
+    calls["GetQueueStats"] = call(J + "GetQueueStats", {"queue": jq})
 
-    print(json.dumps({"services": services, "methods": described, "calls": calls}, indent=1, sort_keys=True))
+    # Every method of every service was called above.
+    called = {name.split("(")[0] for name in calls}
+    uncalled = [full for full in methods if full.split("/")[1] not in called and full not in calls
+                and not full.startswith("grpc.")]
+
+    print(json.dumps({"services": services, "methods": described, "calls": calls, "uncalled": uncalled}, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
