@@ -224,11 +224,13 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
           }
           const room = request.maxInFlight - held.size;
           const leases = room > 0 ? await store.lease(ctx, request.queue, request.workerId, room, leaseMs) : [];
+          // Held before any is written: if the client leaves mid-batch, the
+          // whole batch is given back, not only the leases it received.
           for (const lease of leases) {
             held.set(lease.job.jobId, lease.leaseToken);
             finished.once(lease.job.jobId, onFinished);
-            await writeMessage(call, toWireLease(lease), ctx.signal);
           }
+          for (const lease of leases) await writeMessage(call, toWireLease(lease), ctx.signal);
           if (room > 0 && leases.length === room) continue;
           await w.wait(BACKSTOP_MS);
         }
