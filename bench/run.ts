@@ -1,4 +1,5 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its table.
+import { benchJobs } from "./jobs.js";
 import { benchKeyValue } from "./kv.js";
 import { benchSessions } from "./sessions.js";
 import { benchTraces } from "./traces.js";
@@ -7,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   sessions: benchSessions,
   traces: benchTraces,
   kv: benchKeyValue,
+  jobs: benchJobs,
 };
 
 const name = process.argv[2];

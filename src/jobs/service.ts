@@ -101,7 +101,7 @@ function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits
       sessionId: job.sessionId,
     },
     requestId: request.requestId,
-    requestHash: requestHash({ job, }),
+    requestHash: request.requestId ? requestHash({ job }) : "",
   };
 }
 
@@ -175,8 +175,8 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
       const v = new Violations();
       const e = toEnqueue(v, request, "", limits);
       v.throwIfAny();
-      const [out] = await store.enqueue(ctx, [e]);
-      return { job: toWire(out!.job), deduplicated: out!.deduplicated };
+      const out = await store.enqueueOne(ctx, e);
+      return { job: toWire(out.job), deduplicated: out.deduplicated };
     },
 
     async batchEnqueueJobs(request, ctx) {
@@ -184,7 +184,7 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
       checkBatchSize(v, "requests", request.requests.length, limits);
       const enqueues = request.requests.map((r, i) => toEnqueue(v, r, `requests[${i}].`, limits));
       v.throwIfAny();
-      return { jobs: (await store.enqueue(ctx, enqueues)).map((o) => toWire(o.job)) };
+      return { jobs: (await store.enqueueAll(ctx, enqueues)).map((o) => toWire(o.job)) };
     },
 
     async leaseJobs(request, ctx) {

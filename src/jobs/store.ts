@@ -3,6 +3,7 @@
 // that token in its WHERE clause (fencing), so a worker whose lease was lost
 // can change nothing. Rescue of expired leases touches only rows still
 // RUNNING with an expired lease.
+import { Coalescer } from "../db/coalescer.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { claimRequestId } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
@@ -48,6 +49,11 @@ export interface JobEnqueue {
   job: NewJob;
   requestId: string;
   requestHash: string;
+}
+
+export interface EnqueueOutcome {
+  job: JobRecord;
+  deduplicated: boolean;
 }
 
 export interface Lease {
@@ -126,15 +132,30 @@ function leaseLost(jobId: string): CairnError {
 export class JobStore {
   constructor(private readonly db: Database) {}
 
-  /** Enqueues every job or none; returns each job and whether it was deduplicated. */
-  enqueue(scope: CallScope, enqueues: JobEnqueue[]): Promise<{ job: JobRecord; deduplicated: boolean }[]> {
-    return this.db.transaction(scope, async (tx) => {
-      const out: { job: JobRecord; deduplicated: boolean }[] = [];
-      for (const e of enqueues) out.push(await enqueueOne(tx, e));
-      await tx.query(`SELECT pg_notify('${CHANNELS.jobs}', q) FROM unnest($1::text[]) AS q`, [[...new Set(enqueues.map((e) => e.job.queue))]]);
-      return out;
-    });
+  /**
+   * EnqueueJob: calls arriving together share one transaction, one
+   * multi-row INSERT and one NOTIFY; each keeps its own outcome.
+   */
+  async enqueueOne(scope: CallScope, e: JobEnqueue): Promise<EnqueueOutcome> {
+    const outcome = await this.enqueues.submit(e, scope.signal);
+    if (outcome instanceof CairnError) throw outcome;
+    return outcome;
   }
+
+  /** BatchEnqueueJobs: every job or none. */
+  enqueueAll(scope: CallScope, enqueues: JobEnqueue[]): Promise<EnqueueOutcome[]> {
+    return this.db.transaction(scope, async (tx) =>
+      (await enqueueMany(tx, enqueues)).map((o) => {
+        if (o instanceof CairnError) throw o;
+        return o;
+      }),
+    );
+  }
+
+  private readonly enqueues = new Coalescer<JobEnqueue, EnqueueOutcome | CairnError>(
+    (enqueues, signal) => this.db.transaction({ signal }, (tx) => enqueueMany(tx, enqueues)),
+    { keyOf: (e) => e.job.jobId, shareEqualKeys: false },
+  );
 
   /** Claims up to `max` runnable jobs of an unpaused queue, priority desc then run_time asc. */
   async lease(scope: CallScope, queue: string, workerId: string, max: number, leaseMs: number): Promise<Lease[]> {
@@ -408,48 +429,101 @@ export class JobStore {
 }
 
 /**
- * Inserts one job; while an unfinished job holds the same (queue,
- * dedupe_key), the partial unique index turns the insert into a no-op and
- * that job is returned instead. Loops if the holder finished in between.
+ * Enqueues jobs in the caller's transaction with one multi-row INSERT and
+ * one NOTIFY per queue; returns one outcome per job, in order. While an
+ * unfinished job holds the same (queue, dedupe_key), the partial unique
+ * index turns the insert into a no-op and that job is returned instead
+ * (deduplicated); a taken job_id is ALREADY_EXISTS for that job alone.
  */
-async function enqueueOne(tx: Queryable, e: JobEnqueue): Promise<{ job: JobRecord; deduplicated: boolean }> {
-  if (e.requestId !== "") {
-    const claim = await claimRequestId(tx, ENQUEUE_SCOPE, e.requestId, e.requestHash, e.job.jobId);
-    if (claim.kind === "replay") {
-      const existing = await tx.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE job_id = $1`, [claim.resourceId]);
-      if (!existing.rows[0]) throw notFound("job", claim.resourceId, "created by this request_id, since deleted");
-      return { job: toJob(existing.rows[0]), deduplicated: false };
-    }
-  }
-  const j = e.job;
-  for (let tries = 0; tries < 5; tries++) {
-    let inserted;
+async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(EnqueueOutcome | CairnError)[]> {
+  const outcomes: (EnqueueOutcome | CairnError | undefined)[] = enqueues.map(() => undefined);
+  // Request ids first: a replay returns the job its first call created.
+  for (const [i, e] of enqueues.entries()) {
+    if (e.requestId === "") continue;
     try {
-      inserted = await tx.query<Row>(
-        `INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
-                           backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
-         VALUES ($1, $2, $3::jsonb,
-                 CASE WHEN $5::timestamptz > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
-                 $4, coalesce($5::timestamptz, now()), $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (queue, dedupe_key)
-           WHERE dedupe_key IS NOT NULL AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')
-           DO NOTHING
-         RETURNING ${COLUMNS}`,
-        [j.jobId, j.queue, JSON.stringify(j.payload), j.priority, j.runTime, j.maxAttempts, j.backoff.initialMs, j.backoff.maxMs, j.backoff.multiplier, j.dedupeKey, j.sessionId],
-      );
+      const claim = await claimRequestId(tx, ENQUEUE_SCOPE, e.requestId, e.requestHash, e.job.jobId);
+      if (claim.kind === "replay") {
+        const existing = await tx.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE job_id = $1`, [claim.resourceId]);
+        outcomes[i] = existing.rows[0]
+          ? { job: toJob(existing.rows[0]), deduplicated: false }
+          : notFound("job", claim.resourceId, "created by this request_id, since deleted");
+      }
     } catch (error) {
-      if ((error as { code?: string }).code === "23505") throw alreadyExists("job", j.jobId);
-      throw error;
+      if (!(error instanceof CairnError)) throw error;
+      outcomes[i] = error;
     }
-    if (inserted.rows[0]) return { job: toJob(inserted.rows[0]), deduplicated: false };
-    const holder = await tx.query<Row>(
-      `SELECT ${COLUMNS} FROM jobs WHERE queue = $1 AND dedupe_key = $2
-          AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
-      [j.queue, j.dedupeKey],
-    );
-    if (holder.rows[0]) return { job: toJob(holder.rows[0]), deduplicated: true };
   }
-  throw new CairnError("aborted", "TRANSACTION_CONFLICT", "the deduplicating job kept changing; retry", { queue: j.queue });
+  // A dedupe holder may finish between the INSERT and the lookup: try again.
+  for (let round = 0; round < 5; round++) {
+    const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => outcomes[i] === undefined);
+    if (open.length === 0) break;
+    const inserted = await insertJobs(tx, open.map(({ e }) => e.job));
+    const skipped = open.filter(({ e }) => !inserted.has(e.job.jobId));
+    const taken = skipped.length
+      ? new Set((await tx.query<{ job_id: string }>(`SELECT job_id FROM jobs WHERE job_id = ANY ($1::text[])`, [skipped.map(({ e }) => e.job.jobId)])).rows.map((r) => r.job_id))
+      : new Set<string>();
+    const holders = skipped.length ? await dedupeHolders(tx, skipped.map(({ e }) => e.job)) : new Map<string, JobRecord>();
+    for (const { e, i } of open) {
+      const job = inserted.get(e.job.jobId);
+      if (job) outcomes[i] = { job, deduplicated: false };
+      else if (e.job.dedupeKey !== null && holders.has(`${e.job.queue}\u0000${e.job.dedupeKey}`)) {
+        outcomes[i] = { job: holders.get(`${e.job.queue}\u0000${e.job.dedupeKey}`)!, deduplicated: true };
+      } else if (taken.has(e.job.jobId)) outcomes[i] = alreadyExists("job", e.job.jobId);
+    }
+  }
+  const queues = [...new Set(enqueues.filter((_, i) => !(outcomes[i] instanceof CairnError)).map((e) => e.job.queue))];
+  if (queues.length > 0) await tx.query(`SELECT pg_notify('${CHANNELS.jobs}', q) FROM unnest($1::text[]) AS q`, [queues]);
+  return outcomes.map(
+    (o, i) => o ?? new CairnError("aborted", "TRANSACTION_CONFLICT", "the deduplicating job kept changing; retry", { queue: enqueues[i]!.job.queue }),
+  );
+}
+
+/** One INSERT for many jobs; conflicts (job_id, or an unfinished dedupe holder) are skipped. */
+async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
+  const result = await tx.query<Row>(
+    `INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
+                       backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
+     SELECT v.job_id, v.queue, v.payload,
+            CASE WHEN v.run_time > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
+            v.priority, coalesce(v.run_time, now()), v.max_attempts, v.backoff_initial_ms, v.backoff_max_ms,
+            v.backoff_multiplier, v.dedupe_key, v.session_id
+       FROM jsonb_to_recordset($1::jsonb) AS v (job_id text, queue text, payload jsonb, priority int,
+            run_time timestamptz, max_attempts int, backoff_initial_ms bigint, backoff_max_ms bigint,
+            backoff_multiplier double precision, dedupe_key text, session_id text)
+     ON CONFLICT DO NOTHING
+     RETURNING ${COLUMNS}`,
+    [
+      JSON.stringify(
+        jobs.map((j) => ({
+          job_id: j.jobId,
+          queue: j.queue,
+          payload: j.payload,
+          priority: j.priority,
+          run_time: j.runTime,
+          max_attempts: j.maxAttempts,
+          backoff_initial_ms: j.backoff.initialMs,
+          backoff_max_ms: j.backoff.maxMs,
+          backoff_multiplier: j.backoff.multiplier,
+          dedupe_key: j.dedupeKey,
+          session_id: j.sessionId,
+        })),
+      ),
+    ],
+  );
+  return new Map(result.rows.map((r) => [r.job_id, toJob(r)]));
+}
+
+/** The unfinished jobs holding these jobs' (queue, dedupe_key), keyed "queue\0key". */
+async function dedupeHolders(tx: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
+  const keyed = jobs.filter((j) => j.dedupeKey !== null);
+  if (keyed.length === 0) return new Map();
+  const result = await tx.query<Row>(
+    `SELECT ${COLUMNS} FROM jobs
+      WHERE (queue, dedupe_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
+    [keyed.map((j) => j.queue), keyed.map((j) => j.dedupeKey)],
+  );
+  return new Map(result.rows.map((r) => [`${r.queue}\u0000${r.dedupe_key}`, toJob(r)]));
 }
 
 /** Cancels the unfinished jobs of these sessions (inside a session delete). */

@@ -87,7 +87,7 @@ function toCreate(v: Violations, request: CreateResolutionRequest, at: string, l
     ttlMicros,
     expireTime,
     idempotencyKey: request.requestId,
-    requestHash: requestHash({ resolution: r, ttl: request.ttl ?? null }),
+    requestHash: request.requestId ? requestHash({ resolution: r, ttl: request.ttl ?? null }) : "",
   };
 }
 

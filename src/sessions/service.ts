@@ -119,7 +119,7 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
     },
     requestId: request.requestId,
     // The request as sent, minus its request_id: a retry must match it exactly.
-    requestHash: requestHash({ sessionId: request.sessionId, session }),
+    requestHash: request.requestId ? requestHash({ sessionId: request.sessionId, session }) : "",
   };
 }
 

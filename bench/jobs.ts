@@ -1,0 +1,226 @@
+// Cairn's JobService (over gRPC, the hop included) against pg-boss and
+// graphile-worker (in the benchmark process, as they are used), on the same
+// PostgreSQL in one run:
+//  - single enqueues at concurrency 32,
+//  - batched enqueues (1,000 per call, 4 callers),
+//  - processing throughput: lease plus complete of a backlog, each system
+//    with its batching on (Cairn: LeaseJobs 500 + BatchCompleteJobs;
+//    pg-boss: fetch batchSize 500 + complete(ids); graphile-worker:
+//    localQueue 500 with batched completion),
+//  - enqueue-to-start latency of a waiting worker (Cairn: StreamJobs).
+import { CairnClient, type JobLease } from "@cairn/client";
+import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
+import PgBoss from "pg-boss";
+import { performance } from "node:perf_hooks";
+import { startBenchEnvironment } from "./environment.js";
+import { formatTable, measure } from "./measure.js";
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const BACKLOG = Number(process.env.BENCH_JOB_BACKLOG ?? 20_000);
+const LATENCY_JOBS = 150;
+
+interface System {
+  name: string;
+  enqueue(i: number): Promise<unknown>;
+  enqueueBatch(n: number): Promise<unknown>;
+  /** Enqueues `n` jobs on a fresh queue, then processes them; returns jobs/s of the processing alone. */
+  process(n: number): Promise<number>;
+  /** Enqueue-to-start latencies (ms) of jobs enqueued one at a time while a worker waits. */
+  latency(count: number): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+const payload = (i: number) => ({ task: "send-email", to: `user${i}@example.com`, attempt: 0 });
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function fill(enqueueBatch: (n: number) => Promise<unknown>, n: number) {
+  for (let done = 0; done < n; done += 1000) await enqueueBatch(Math.min(1000, n - done));
+}
+
+function cairn(address: string): System {
+  const client = new CairnClient(address);
+  let round = 0;
+  return {
+    name: "cairn",
+    enqueue: (i) => client.jobs.enqueueJob({ job: { queue: "enqueue", payload: payload(i) } }),
+    enqueueBatch: (n) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: n }, (_, i) => ({ job: { queue: "enqueue", payload: payload(i) } })) }),
+    async process(n) {
+      const queue = `process-${++round}`;
+      await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => ({ job: { queue, payload: payload(i) } })) }), n);
+      let processed = 0;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, w) => {
+          while (processed < n) {
+            const { leases } = await client.jobs.leaseJobs({ queue, workerId: `w${w}`, maxJobs: 500, leaseDuration: { seconds: 60, nanos: 0 } });
+            if (leases.length === 0) break;
+            await client.jobs.batchCompleteJobs({ requests: leases.map((l) => ({ jobId: l.job!.jobId, leaseToken: l.leaseToken })) });
+            processed += leases.length;
+          }
+        }),
+      );
+      return processed / ((performance.now() - started) / 1000);
+    },
+    async latency(count) {
+      const queue = `latency-${++round}`;
+      const latencies: number[] = [];
+      const stream = client.jobs.streamJobs({ queue, workerId: "lat", maxInFlight: 10 });
+      stream.on("data", (l: JobLease) => {
+        latencies.push(now() - (l.job!.payload!.sentAt as number));
+        void client.jobs.completeJob({ jobId: l.job!.jobId, leaseToken: l.leaseToken });
+      });
+      stream.on("error", () => {});
+      await sleep(300);
+      for (let i = 0; i < count; i++) {
+        await client.jobs.enqueueJob({ job: { queue, payload: { sentAt: now() } } });
+        await sleep(20);
+      }
+      await sleep(1000);
+      stream.cancel();
+      return latencies;
+    },
+    async close() {
+      client.close();
+    },
+  };
+}
+
+async function pgBoss(databaseUrl: string): Promise<System> {
+  const boss = new PgBoss({ connectionString: databaseUrl, max: 20 });
+  boss.on("error", () => {});
+  await boss.start();
+  await boss.createQueue("enqueue");
+  let round = 0;
+  return {
+    name: "pg-boss",
+    enqueue: (i) => boss.send("enqueue", payload(i)),
+    enqueueBatch: (n) => boss.insert(Array.from({ length: n }, (_, i) => ({ name: "enqueue", data: payload(i) }))),
+    async process(n) {
+      const queue = `process-${++round}`;
+      await boss.createQueue(queue);
+      await fill((k) => boss.insert(Array.from({ length: k }, (_, i) => ({ name: queue, data: payload(i) }))), n);
+      let processed = 0;
+      const started = performance.now();
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (processed < n) {
+            const jobs = await boss.fetch(queue, { batchSize: 500 });
+            if (jobs.length === 0) break;
+            await boss.complete(queue, jobs.map((j) => j.id));
+            processed += jobs.length;
+          }
+        }),
+      );
+      return processed / ((performance.now() - started) / 1000);
+    },
+    async latency(count) {
+      const queue = `latency-${++round}`;
+      await boss.createQueue(queue);
+      const latencies: number[] = [];
+      // 0.5 s is the shortest polling interval pg-boss 10 accepts.
+      await boss.work<{ sentAt: number }>(queue, { pollingIntervalSeconds: 0.5, batchSize: 10 }, async (jobs) => {
+        for (const j of jobs) latencies.push(now() - j.data.sentAt);
+      });
+      for (let i = 0; i < count; i++) {
+        await boss.send(queue, { sentAt: now() });
+        await sleep(20);
+      }
+      await sleep(1500);
+      await boss.offWork(queue);
+      return latencies;
+    },
+    close: () => boss.stop({ graceful: false, wait: true }),
+  };
+}
+
+async function graphileWorker(databaseUrl: string): Promise<System> {
+  const logger = new Logger(() => () => {});
+  const utils = await makeWorkerUtils({ connectionString: databaseUrl, logger });
+  await utils.migrate();
+  let round = 0;
+  const preset = { worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0, failJobBatchDelay: 0 } };
+  async function runUntil(taskList: Record<string, (p: any) => Promise<void>>, done: () => boolean, timeoutMs: number) {
+    const runner = await runGraphile({ connectionString: databaseUrl, concurrency: 16, noHandleSignals: true, pollInterval: 1000, taskList, preset, logger } as never);
+    const until = performance.now() + timeoutMs;
+    while (!done() && performance.now() < until) await sleep(5);
+    await runner.stop();
+  }
+  return {
+    name: "graphile-worker",
+    enqueue: (i) => utils.addJob("enqueue", payload(i)),
+    enqueueBatch: (n) => utils.addJobs(Array.from({ length: n }, (_, i) => ({ identifier: "enqueue", payload: payload(i) }))),
+    async process(n) {
+      const task = `process_${++round}`;
+      await fill((k) => utils.addJobs(Array.from({ length: k }, (_, i) => ({ identifier: task, payload: payload(i) }))), n);
+      let processed = 0;
+      const started = performance.now();
+      await runUntil({ [task]: async () => void processed++ }, () => processed >= n, 300_000);
+      return processed / ((performance.now() - started) / 1000);
+    },
+    async latency(count) {
+      const task = `latency_${++round}`;
+      const latencies: number[] = [];
+      let enqueued = 0;
+      const running = runUntil({ [task]: async (p: { sentAt: number }) => void latencies.push(now() - p.sentAt) }, () => enqueued === count && latencies.length === count, 30_000);
+      await sleep(1000);
+      for (let i = 0; i < count; i++) {
+        await utils.addJob(task, { sentAt: now() });
+        enqueued++;
+        await sleep(20);
+      }
+      await running;
+      return latencies;
+    },
+    close: async () => {
+      await utils.release();
+    },
+  };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+export async function benchJobs(): Promise<void> {
+  const env = await startBenchEnvironment();
+  const systems = [cairn(env.cairnAddress), await pgBoss(env.databaseUrl), await graphileWorker(env.databaseUrl)];
+  try {
+    const results = new Map<string, Record<string, number>>();
+    for (const s of systems) {
+      const r: Record<string, number> = {};
+      await measure(32, 0.5, (w, i) => s.enqueue(w * 100_000 + i));
+      r.single = (await measure(32, SECONDS, (w, i) => s.enqueue(w * 100_000 + i))).callsPerSecond;
+      r.batched = (await measure(4, SECONDS, () => s.enqueueBatch(1000))).callsPerSecond * 1000;
+      r.processed = await s.process(BACKLOG);
+      const latencies = await s.latency(LATENCY_JOBS);
+      r.p50 = percentile(latencies, 50);
+      r.p99 = percentile(latencies, 99);
+      r.delivered = latencies.length;
+      results.set(s.name, r);
+      console.error(s.name, JSON.stringify(r));
+    }
+    const c = results.get("cairn")!;
+    const peers = ["pg-boss", "graphile-worker"];
+    const ratio = (row: string, peer: string, lowerIsBetter = false) => {
+      const x = c[row]!;
+      const y = results.get(peer)![row]!;
+      return lowerIsBetter ? `${(y / x).toFixed(2)}x` : `${(x / y).toFixed(2)}x`;
+    };
+    const fmt = (v: number, digits = 0) => v.toFixed(digits);
+    const rows = [
+      ["measure", "cairn", ...peers, ...peers.map((p) => `cairn vs ${p}`)],
+      ["single enqueue, conc 32 (jobs/s)", fmt(c.single!), ...peers.map((p) => fmt(results.get(p)!.single!)), ...peers.map((p) => ratio("single", p))],
+      ["batched enqueue, 1000/call (jobs/s)", fmt(c.batched!), ...peers.map((p) => fmt(results.get(p)!.batched!)), ...peers.map((p) => ratio("batched", p))],
+      [`processing, backlog ${BACKLOG} (jobs/s)`, fmt(c.processed!), ...peers.map((p) => fmt(results.get(p)!.processed!)), ...peers.map((p) => ratio("processed", p))],
+      ["enqueue-to-start p50 (ms)", fmt(c.p50!, 1), ...peers.map((p) => fmt(results.get(p)!.p50!, 1)), ...peers.map((p) => ratio("p50", p, true))],
+      ["enqueue-to-start p99 (ms)", fmt(c.p99!, 1), ...peers.map((p) => fmt(results.get(p)!.p99!, 1)), ...peers.map((p) => ratio("p99", p, true))],
+    ];
+    console.log(`\njobs benchmark (${SECONDS} s per enqueue row, node ${process.version}; ratios > 1 favour Cairn)\n`);
+    console.log(formatTable(rows));
+  } finally {
+    for (const s of systems) await s.close().catch(() => {});
+    await env.close();
+  }
+}
