@@ -84,6 +84,18 @@ describe("enqueue and lease", () => {
     expect(fresh.job!.jobId).not.toBe(l!.job!.jobId);
   });
 
+  it("concurrent enqueues stand alone: a taken job_id fails only its own call", async () => {
+    const q = queue();
+    const taken = (await enqueue(q)).job!.jobId;
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => (i === 7 ? enqueue(q, { jobId: taken }) : enqueue(q, { payload: { i } }))),
+    );
+    expect(outcomes.map((o) => o.status).filter((s) => s === "rejected")).toHaveLength(1);
+    expect(outcomes[7]!.status).toBe("rejected");
+    expect(((outcomes[7] as PromiseRejectedResult).reason as { code: number }).code).toBe(status.ALREADY_EXISTS);
+    expect((await jobs().getQueueStats({ queue: q })).counts).toEqual({ JOB_STATE_AVAILABLE: 20 });
+  });
+
   it("batch enqueue is atomic", async () => {
     const q = queue();
     const ok = await jobs().batchEnqueueJobs({ requests: [{ job: { queue: q } }, { job: { queue: q, priority: 3 } }] });
