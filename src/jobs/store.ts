@@ -478,9 +478,13 @@ async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(Enqu
   );
 }
 
-/** One INSERT for many jobs; conflicts (job_id, or an unfinished dedupe holder) are skipped. */
+/**
+ * One INSERT for many jobs; conflicts (job_id, or an unfinished dedupe
+ * holder) are skipped. Only what the server decided comes back; the rest of
+ * each record is what was sent, so payloads are not parsed again.
+ */
 async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
-  const result = await tx.query<Row>(
+  const result = await tx.query<{ job_id: string; state: JobStateName; run_time: string; create_time: string }>(
     `INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
                        backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
      SELECT v.job_id, v.queue, v.payload,
@@ -491,7 +495,7 @@ async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, Jo
             run_time timestamptz, max_attempts int, backoff_initial_ms bigint, backoff_max_ms bigint,
             backoff_multiplier double precision, dedupe_key text, session_id text)
      ON CONFLICT DO NOTHING
-     RETURNING ${COLUMNS}`,
+     RETURNING job_id, state, run_time, create_time`,
     [
       JSON.stringify(
         jobs.map((j) => ({
@@ -510,7 +514,26 @@ async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, Jo
       ),
     ],
   );
-  return new Map(result.rows.map((r) => [r.job_id, toJob(r)]));
+  const sent = new Map(jobs.map((j) => [j.jobId, j]));
+  return new Map(
+    result.rows.map((r) => {
+      const j = sent.get(r.job_id)!;
+      const job: JobRecord = {
+        ...j,
+        state: r.state,
+        runTime: r.run_time,
+        attempt: 0,
+        workerId: "",
+        leaseExpireTime: null,
+        lastError: null,
+        result: null,
+        createTime: r.create_time,
+        updateTime: r.create_time,
+        finishTime: null,
+      };
+      return [r.job_id, job];
+    }),
+  );
 }
 
 /** The unfinished jobs holding these jobs' (queue, dedupe_key), keyed "queue\0key". */
