@@ -7,29 +7,24 @@
 import { CairnClient, errorDetails, type JobLease } from "@cairn/client";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import pg from "pg";
-import { type Daemon, startDaemon } from "../src/daemon.js";
-import { createLogger } from "../src/logger.js";
-import { createTestDatabase, testConfig } from "./support/harness.js";
+import { type Replicas, startReplicas } from "./support/harness.js";
 import { waitFor } from "./support/wait.js";
 
 const JOBS = 5000;
 const QUEUE = "chaos";
 const MAX_ATTEMPTS = 4;
 
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
-let replicas: Daemon[] = [];
+let replicas: Replicas;
 let clients: CairnClient[] = [];
+let database: { url: string };
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const config = testConfig(database.url, { leaseRescueIntervalMs: 100, dbPoolMax: 10 });
-  replicas = [await startDaemon(config, createLogger("silent")), await startDaemon(config, createLogger("silent"))];
-  clients = replicas.map((r) => new CairnClient(r.address));
+  replicas = await startReplicas(2, { leaseRescueIntervalMs: 100, dbPoolMax: 10 });
+  clients = replicas.clients;
+  database = { url: replicas.databaseUrl };
 });
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const r of replicas) await r.stop();
-  await database?.drop();
+  await replicas?.stop();
 });
 
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });

@@ -4,9 +4,7 @@
 // trace's sequences must be gapless and its chain must verify.
 import { CairnClient, type SubscribeEventsResponse } from "@cairn/client";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type Daemon, startDaemon } from "../src/daemon.js";
-import { createLogger } from "../src/logger.js";
-import { createTestDatabase, testConfig } from "./support/harness.js";
+import { type Replicas, startReplicas } from "./support/harness.js";
 import { collect } from "./support/streams.js";
 import pg from "pg";
 
@@ -15,20 +13,17 @@ const WRITERS = 8;
 const BATCHES_PER_WRITER = 12;
 const EVENTS_PER_BATCH = 25;
 
-let database: Awaited<ReturnType<typeof createTestDatabase>>;
-let replicas: Daemon[] = [];
+let replicas: Replicas;
 let clients: CairnClient[] = [];
+let database: { url: string };
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const config = testConfig(database.url, { progressIntervalMs: 500 });
-  replicas = [await startDaemon(config, createLogger("silent")), await startDaemon(config, createLogger("silent"))];
-  clients = replicas.map((r) => new CairnClient(r.address));
+  replicas = await startReplicas(2, { progressIntervalMs: 500 });
+  clients = replicas.clients;
+  database = { url: replicas.databaseUrl };
 });
 afterAll(async () => {
-  for (const c of clients) c.close();
-  for (const r of replicas) await r.stop();
-  await database?.drop();
+  await replicas?.stop();
 });
 
 const offsetsOf = (messages: SubscribeEventsResponse[]) =>

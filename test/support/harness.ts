@@ -101,3 +101,27 @@ export async function failure(promise: Promise<unknown>) {
   }
   throw new Error("expected the call to fail, but it succeeded");
 }
+
+export interface Replicas {
+  databaseUrl: string;
+  clients: CairnClient[];
+  stop(): Promise<void>;
+}
+
+/** Several daemons (replicas) on one fresh database, each with its own client. */
+export async function startReplicas(count: number, overrides: Partial<Config> = {}): Promise<Replicas> {
+  const database = await createTestDatabase();
+  const config = testConfig(database.url, overrides);
+  const daemons: Daemon[] = [];
+  for (let i = 0; i < count; i++) daemons.push(await startDaemon(config, createLogger(config.logLevel)));
+  const clients = daemons.map((d) => new CairnClient(d.address));
+  return {
+    databaseUrl: database.url,
+    clients,
+    async stop() {
+      for (const c of clients) c.close();
+      for (const d of daemons) await d.stop();
+      await database.drop();
+    },
+  };
+}
