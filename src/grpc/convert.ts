@@ -1,7 +1,7 @@
 // Conversions between wire types (Timestamp, Duration) and the store's
 // representations (microsecond RFC 3339 strings, milliseconds).
 import type { Duration, Timestamp } from "@cairn/client";
-import { epochMicrosToIso, isoToEpochMicros } from "../db/time.js";
+import { epochMicrosToIso } from "../db/time.js";
 import { invalidField } from "../errors.js";
 
 // RFC 3339 range that proto Timestamps allow: 0001-01-01 .. 9999-12-31.
@@ -12,14 +12,8 @@ export function timestampFromIso(iso: string): Timestamp;
 export function timestampFromIso(iso: string | null | undefined): Timestamp | undefined;
 export function timestampFromIso(iso: string | null | undefined): Timestamp | undefined {
   if (!iso) return undefined;
-  const micros = isoToEpochMicros(iso);
-  let seconds = micros / 1_000_000n;
-  let remainder = micros % 1_000_000n;
-  if (remainder < 0n) {
-    remainder += 1_000_000n;
-    seconds -= 1n;
-  }
-  return { seconds: Number(seconds), nanos: Number(remainder) * 1000 };
+  // "YYYY-MM-DDTHH:MM:SS.ffffffZ": whole seconds from the date, nanos from the fraction.
+  return { seconds: Date.parse(iso.slice(0, 19) + "Z") / 1000, nanos: Number(iso.slice(20, 26)) * 1000 };
 }
 
 /** A Timestamp as the store's time string; nanoseconds below 1 µs are truncated (PostgreSQL keeps µs). */

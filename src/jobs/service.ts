@@ -12,7 +12,6 @@ import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { requestHash } from "../db/idempotency.js";
 import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
-import { isoToEpochMicros } from "../db/time.js";
 import { invalidPageToken } from "../errors.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
@@ -37,7 +36,8 @@ const ms = (micros: number) => Math.ceil(micros / 1000);
 const duration = (millis: number) => ({ seconds: Math.floor(millis / 1000), nanos: (millis % 1000) * 1_000_000 });
 
 function toWire(j: JobRecord): Job {
-  const due = j.state === "SCHEDULED" && isoToEpochMicros(j.runTime) <= BigInt(Date.now()) * 1000n;
+  // Time strings share one fixed format, so they compare as strings.
+  const due = j.state === "SCHEDULED" && j.runTime <= new Date().toISOString().replace("Z", "000Z");
   return {
     jobId: j.jobId,
     queue: j.queue,

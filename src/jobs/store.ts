@@ -153,7 +153,12 @@ export class JobStore {
   }
 
   private readonly enqueues = new Coalescer<JobEnqueue, EnqueueOutcome | CairnError>(
-    (enqueues, signal) => this.db.transaction({ signal }, (tx) => enqueueMany(tx, enqueues)),
+    (enqueues, signal) =>
+      // Without request ids each statement stands alone (one INSERT, its
+      // NOTIFY inside), so no BEGIN/COMMIT round trips are needed.
+      enqueues.some((e) => e.requestId !== "")
+        ? this.db.transaction({ signal }, (tx) => enqueueMany(tx, enqueues))
+        : enqueueMany(this.db.scoped({ signal }), enqueues),
     { keyOf: (e) => e.job.jobId, shareEqualKeys: false },
   );
 
@@ -429,21 +434,22 @@ export class JobStore {
 }
 
 /**
- * Enqueues jobs in the caller's transaction with one multi-row INSERT and
- * one NOTIFY per queue; returns one outcome per job, in order. While an
+ * Enqueues jobs with one multi-row INSERT that also NOTIFYs each queue it
+ * added to (in the caller's transaction when it has one); returns one
+ * outcome per job, in order. While an
  * unfinished job holds the same (queue, dedupe_key), the partial unique
  * index turns the insert into a no-op and that job is returned instead
  * (deduplicated); a taken job_id is ALREADY_EXISTS for that job alone.
  */
-async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(EnqueueOutcome | CairnError)[]> {
+async function enqueueMany(db: Queryable, enqueues: JobEnqueue[]): Promise<(EnqueueOutcome | CairnError)[]> {
   const outcomes: (EnqueueOutcome | CairnError | undefined)[] = enqueues.map(() => undefined);
   // Request ids first: a replay returns the job its first call created.
   for (const [i, e] of enqueues.entries()) {
     if (e.requestId === "") continue;
     try {
-      const claim = await claimRequestId(tx, ENQUEUE_SCOPE, e.requestId, e.requestHash, e.job.jobId);
+      const claim = await claimRequestId(db, ENQUEUE_SCOPE, e.requestId, e.requestHash, e.job.jobId);
       if (claim.kind === "replay") {
-        const existing = await tx.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE job_id = $1`, [claim.resourceId]);
+        const existing = await db.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE job_id = $1`, [claim.resourceId]);
         outcomes[i] = existing.rows[0]
           ? { job: toJob(existing.rows[0]), deduplicated: false }
           : notFound("job", claim.resourceId, "created by this request_id, since deleted");
@@ -457,12 +463,12 @@ async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(Enqu
   for (let round = 0; round < 5; round++) {
     const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => outcomes[i] === undefined);
     if (open.length === 0) break;
-    const inserted = await insertJobs(tx, open.map(({ e }) => e.job));
+    const inserted = await insertJobs(db, open.map(({ e }) => e.job));
     const skipped = open.filter(({ e }) => !inserted.has(e.job.jobId));
     const taken = skipped.length
-      ? new Set((await tx.query<{ job_id: string }>(`SELECT job_id FROM jobs WHERE job_id = ANY ($1::text[])`, [skipped.map(({ e }) => e.job.jobId)])).rows.map((r) => r.job_id))
+      ? new Set((await db.query<{ job_id: string }>(`SELECT job_id FROM jobs WHERE job_id = ANY ($1::text[])`, [skipped.map(({ e }) => e.job.jobId)])).rows.map((r) => r.job_id))
       : new Set<string>();
-    const holders = skipped.length ? await dedupeHolders(tx, skipped.map(({ e }) => e.job)) : new Map<string, JobRecord>();
+    const holders = skipped.length ? await dedupeHolders(db, skipped.map(({ e }) => e.job)) : new Map<string, JobRecord>();
     for (const { e, i } of open) {
       const job = inserted.get(e.job.jobId);
       if (job) outcomes[i] = { job, deduplicated: false };
@@ -471,8 +477,6 @@ async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(Enqu
       } else if (taken.has(e.job.jobId)) outcomes[i] = alreadyExists("job", e.job.jobId);
     }
   }
-  const queues = [...new Set(enqueues.filter((_, i) => !(outcomes[i] instanceof CairnError)).map((e) => e.job.queue))];
-  if (queues.length > 0) await tx.query(`SELECT pg_notify('${CHANNELS.jobs}', q) FROM unnest($1::text[]) AS q`, [queues]);
   return outcomes.map(
     (o, i) => o ?? new CairnError("aborted", "TRANSACTION_CONFLICT", "the deduplicating job kept changing; retry", { queue: enqueues[i]!.job.queue }),
   );
@@ -485,7 +489,8 @@ async function enqueueMany(tx: Queryable, enqueues: JobEnqueue[]): Promise<(Enqu
  */
 async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
   const result = await tx.query<{ job_id: string; state: JobStateName; run_time: string; create_time: string }>(
-    `INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
+    `WITH inserted AS (
+     INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
                        backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
      SELECT v.job_id, v.queue, v.payload,
             CASE WHEN v.run_time > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
@@ -495,7 +500,11 @@ async function insertJobs(tx: Queryable, jobs: NewJob[]): Promise<Map<string, Jo
             run_time timestamptz, max_attempts int, backoff_initial_ms bigint, backoff_max_ms bigint,
             backoff_multiplier double precision, dedupe_key text, session_id text)
      ON CONFLICT DO NOTHING
-     RETURNING job_id, state, run_time, create_time`,
+     RETURNING job_id, queue, state, run_time, create_time
+     ), notified AS (
+       SELECT pg_notify('${CHANNELS.jobs}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
+     )
+     SELECT job_id, state, run_time, create_time, (SELECT count(*) FROM notified) AS queues FROM inserted`,
     [
       JSON.stringify(
         jobs.map((j) => ({
