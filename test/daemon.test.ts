@@ -156,3 +156,34 @@ describe("through a database outage", () => {
     }
   });
 });
+
+describe("shutdown", () => {
+  it("ends live streams with UNAVAILABLE, stops their work, and finishes promptly", async () => {
+    const database = await createTestDatabase();
+    const daemon = await startDaemon(testConfig(database.url), createLogger("silent"));
+    const client = new CairnClient(daemon.address);
+    try {
+      const events: { code?: number }[] = [];
+      const sub = client.traces.subscribeEvents({ fromNow: true });
+      sub.on("data", () => {});
+      const ended = new Promise<void>((resolve) =>
+        sub.on("error", (e: { code?: number }) => {
+          events.push(e);
+          resolve();
+        }),
+      );
+      const watch = client.keyValue.watch({ prefix: "x" });
+      watch.on("data", () => {});
+      watch.on("error", () => {});
+      await new Promise((r) => setTimeout(r, 300));
+      const started = Date.now();
+      await daemon.stop();
+      await ended;
+      expect(events[0]!.code).toBe(status.UNAVAILABLE);
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      client.close();
+      await database.drop();
+    }
+  });
+});

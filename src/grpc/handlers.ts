@@ -8,7 +8,7 @@ import type { CallScope } from "../db/database.js";
 import type { AbortReason } from "../db/errors.js";
 import { CairnError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { asCairnError, toServiceError } from "./status.js";
+import { asCairnError, statusCode, toServiceError } from "./status.js";
 
 export interface CallContext extends CallScope {
   signal: AbortSignal;
@@ -35,17 +35,18 @@ export type ServiceHandlers<S extends AnyDefinition> = {
 
 type StreamCall = grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>;
 
-/** Live streaming calls, so shutdown can end them with UNAVAILABLE. */
+/** Live streaming calls, so shutdown can stop their work and end them with UNAVAILABLE. */
 export class StreamRegistry {
-  private readonly streams = new Set<StreamCall>();
+  private readonly streams = new Map<StreamCall, () => void>();
 
-  add(call: StreamCall): () => void {
-    this.streams.add(call);
+  add(call: StreamCall, stopWork: () => void): () => void {
+    this.streams.set(call, stopWork);
     return () => this.streams.delete(call);
   }
 
   endAll(message: string): void {
-    for (const call of this.streams) {
+    for (const [call, stopWork] of this.streams) {
+      stopWork();
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
     }
     this.streams.clear();
@@ -61,8 +62,8 @@ function methodName(path: string): string {
   return path.slice(1);
 }
 
-/** Aborts on client cancellation and when the call's deadline passes. */
-function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: () => void } {
+/** Aborts on client cancellation, when the call's deadline passes, or on `abort` (shutdown). */
+function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: () => void; abort: () => void } {
   const controller = new AbortController();
   const onCancelled = () => controller.abort({ kind: "cancelled" } satisfies AbortReason);
   call.once("cancelled", onCancelled);
@@ -74,6 +75,7 @@ function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: ()
   }
   return {
     signal: controller.signal,
+    abort: () => controller.abort({ kind: "cancelled" } satisfies AbortReason),
     dispose: () => {
       if (timer) clearTimeout(timer);
       call.removeListener("cancelled", onCancelled);
@@ -84,7 +86,7 @@ function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: ()
 function logCall(log: Logger, ctx: CallContext, startedAt: number, error?: CairnError): void {
   const entry = {
     method: ctx.method,
-    code: error ? grpc.status[toServiceError(error).code] : "OK",
+    code: error ? grpc.status[statusCode(error)] : "OK",
     duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
     peer: ctx.peer,
   };
@@ -122,9 +124,9 @@ function bindStream(
 ): (call: StreamCall) => void {
   return (call) => {
     const startedAt = performance.now();
-    const { signal, dispose } = callSignal(call);
+    const { signal, dispose, abort } = callSignal(call);
     const ctx: CallContext = { signal, method: methodName(path), peer: call.getPeer() };
-    const unregister = deps.streams.add(call);
+    const unregister = deps.streams.add(call, abort);
     run(call, ctx).then(
       () => {
         dispose();

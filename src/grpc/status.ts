@@ -31,8 +31,12 @@ export function asCairnError(error: unknown): CairnError {
   return error instanceof CairnError ? error : internal("internal error", error);
 }
 
+export function statusCode(error: CairnError): grpc.status {
+  return CODES[error.kind];
+}
+
 export function toServiceError(error: CairnError): grpc.StatusObject & { message: string } {
-  const code = CODES[error.kind];
+  const code = statusCode(error);
   const details = [
     packAny(
       "google.rpc.ErrorInfo",
