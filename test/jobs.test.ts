@@ -50,12 +50,17 @@ describe("enqueue and lease", () => {
     expect(again).toMatchObject({ code: status.ABORTED, reason: "LEASE_LOST" });
   });
 
-  it("does not lease a scheduled job early", async () => {
+  it("does not lease a scheduled job early; once due it reads and lists as AVAILABLE", async () => {
     const q = queue();
     const later = { seconds: Math.floor(Date.now() / 1000) + 2, nanos: 0 };
     const s = await enqueue(q, { runTime: later });
     expect(s.job!.state).toBe(JobState.JOB_STATE_SCHEDULED);
     expect((await lease(q)).leases).toHaveLength(0);
+    expect((await jobs().listJobs({ queue: q, states: [JobState.JOB_STATE_SCHEDULED] })).jobs).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, later.seconds * 1000 - Date.now() + 50));
+    expect((await jobs().getJob({ jobId: s.job!.jobId })).state).toBe(JobState.JOB_STATE_AVAILABLE);
+    expect((await jobs().listJobs({ queue: q, states: [JobState.JOB_STATE_AVAILABLE] })).jobs).toHaveLength(1);
+    expect((await jobs().listJobs({ queue: q, states: [JobState.JOB_STATE_SCHEDULED] })).jobs).toHaveLength(0);
     const { leases } = await lease(q, 1, { wait: seconds(4) });
     expect(leases[0]!.job!.jobId).toBe(s.job!.jobId);
     expect(Date.now() / 1000).toBeGreaterThanOrEqual(later.seconds);

@@ -372,7 +372,9 @@ export class JobStore {
       scope,
       `SELECT ${COLUMNS} FROM jobs
         WHERE ($1::text IS NULL OR queue = $1)
-          AND (cardinality($2::text[]) = 0 OR state = ANY ($2::text[]))
+          -- A SCHEDULED job whose run_time has come is AVAILABLE to readers.
+          AND (cardinality($2::text[]) = 0
+               OR (CASE WHEN state = 'SCHEDULED' AND run_time <= now() THEN 'AVAILABLE' ELSE state END) = ANY ($2::text[]))
           AND ($3::timestamptz IS NULL OR (create_time, job_id) > ($3, $4::text))
         ORDER BY create_time, job_id LIMIT $5`,
       [queue, states, after?.time ?? null, after?.jobId ?? null, limit],
