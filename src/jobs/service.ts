@@ -36,13 +36,11 @@ const ms = (micros: number) => Math.ceil(micros / 1000);
 const duration = (millis: number) => ({ seconds: Math.floor(millis / 1000), nanos: (millis % 1000) * 1_000_000 });
 
 function toWire(j: JobRecord): Job {
-  // Time strings share one fixed format, so they compare as strings.
-  const due = j.state === "SCHEDULED" && j.runTime <= new Date().toISOString().replace("Z", "000Z");
   return {
     jobId: j.jobId,
     queue: j.queue,
     payload: j.payload,
-    state: (STATES.indexOf(due ? "AVAILABLE" : j.state) + 1) as JobState,
+    state: (STATES.indexOf(j.state) + 1) as JobState,
     priority: j.priority,
     runTime: timestampFromIso(j.runTime),
     attempt: j.attempt,

@@ -10,7 +10,6 @@ import { CHANNELS } from "../db/notify-hub.js";
 import { alreadyExists, CairnError, failedPrecondition, notFound } from "../errors.js";
 
 export type JobStateName = "SCHEDULED" | "AVAILABLE" | "RUNNING" | "RETRYING" | "SUCCEEDED" | "DEAD" | "CANCELLED";
-export const UNFINISHED: JobStateName[] = ["SCHEDULED", "AVAILABLE", "RUNNING", "RETRYING"];
 type JsonObject = Record<string, unknown>;
 
 export interface BackoffPolicy {
@@ -70,9 +69,20 @@ export interface CompletionOutcome {
 export const ENQUEUE_SCOPE = "cairn.v1.JobService/EnqueueJob";
 const BATCH = 1000;
 
-const COLUMNS = `job_id, queue, payload, state, priority, run_time, attempt, max_attempts, backoff_initial_ms,
-  backoff_max_ms, backoff_multiplier, dedupe_key, session_id, worker_id, lease_token, lease_expire_time,
-  last_error, result, create_time, update_time, finish_time`;
+/** How readers see a job's state: a SCHEDULED job whose run_time has come is AVAILABLE. */
+function effectiveState(t = ""): string {
+  return `CASE WHEN ${t}state = 'SCHEDULED' AND ${t}run_time <= now() THEN 'AVAILABLE' ELSE ${t}state END`;
+}
+
+/** The columns of a job row, optionally qualified (`t` = "j."), with its state as readers see it. */
+function columns(t = ""): string {
+  return `${t}job_id, ${t}queue, ${t}payload, ${effectiveState(t)} AS state, ${t}priority, ${t}run_time, ${t}attempt,
+  ${t}max_attempts, ${t}backoff_initial_ms, ${t}backoff_max_ms, ${t}backoff_multiplier, ${t}dedupe_key, ${t}session_id,
+  ${t}worker_id, ${t}lease_token, ${t}lease_expire_time, ${t}last_error, ${t}result, ${t}create_time, ${t}update_time,
+  ${t}finish_time`;
+}
+
+const COLUMNS = columns();
 
 /** The delay before retry number `attempt` (1-based): initial × multiplier^(attempt−1), capped. */
 const BACKOFF_SQL = `least(backoff_max_ms, backoff_initial_ms * power(backoff_multiplier, greatest(attempt - 1, 0)))
@@ -178,7 +188,7 @@ export class JobStore {
        UPDATE jobs j SET state = 'RUNNING', attempt = j.attempt + 1, worker_id = $3, lease_token = gen_random_uuid(),
               lease_expire_time = now() + $4::bigint * interval '1 millisecond', update_time = now()
          FROM picked WHERE j.job_id = picked.job_id
-       RETURNING ${COLUMNS.split(",").map((c) => `j.${c.trim()}`).join(", ")}`,
+       RETURNING ${columns("j.")}`,
       [queue, max, workerId, leaseMs],
     );
     return result.rows
@@ -372,9 +382,7 @@ export class JobStore {
       scope,
       `SELECT ${COLUMNS} FROM jobs
         WHERE ($1::text IS NULL OR queue = $1)
-          -- A SCHEDULED job whose run_time has come is AVAILABLE to readers.
-          AND (cardinality($2::text[]) = 0
-               OR (CASE WHEN state = 'SCHEDULED' AND run_time <= now() THEN 'AVAILABLE' ELSE state END) = ANY ($2::text[]))
+          AND (cardinality($2::text[]) = 0 OR ${effectiveState()} = ANY ($2::text[]))
           AND ($3::timestamptz IS NULL OR (create_time, job_id) > ($3, $4::text))
         ORDER BY create_time, job_id LIMIT $5`,
       [queue, states, after?.time ?? null, after?.jobId ?? null, limit],
@@ -385,10 +393,8 @@ export class JobStore {
   async stats(scope: CallScope, queue: string): Promise<{ counts: Record<string, number>; oldestAvailable: string | null; paused: boolean }> {
     const result = await this.db.run<{ counts: Record<string, number>; oldest: string | null; paused: boolean | null }>(
       scope,
-      // A SCHEDULED job whose run_time has come counts as AVAILABLE.
       `SELECT coalesce((SELECT jsonb_object_agg(state, n) FROM (
-                SELECT CASE WHEN state = 'SCHEDULED' AND run_time <= now() THEN 'AVAILABLE' ELSE state END AS state,
-                       count(*) AS n
+                SELECT ${effectiveState()} AS state, count(*) AS n
                   FROM jobs WHERE queue = $1 GROUP BY 1) s), '{}') AS counts,
               (SELECT min(run_time) FROM jobs
                 WHERE queue = $1 AND state IN ('SCHEDULED', 'AVAILABLE', 'RETRYING') AND run_time <= now()) AS oldest,
