@@ -14,13 +14,8 @@ export interface Queryable {
   query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
-export class Database implements Queryable {
+export class Database {
   constructor(readonly pool: pg.Pool) {}
-
-  /** A single statement outside any transaction (ignores call scope). */
-  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.withClient({}, (client) => client.query<R>(text, values));
-  }
 
   /** A single statement, cancelled with the call. */
   run<R extends pg.QueryResultRow = any>(scope: CallScope, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {

@@ -5,8 +5,6 @@ import pg from "pg";
 import type { Logger } from "../logger.js";
 import { MIGRATIONS_DIR } from "../paths.js";
 
-
-
 export async function migrate(databaseUrl: string, log: Logger): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
