@@ -26,14 +26,10 @@ import { ResolutionStore } from "./resolutions/store.js";
 import { traceHandlers } from "./traces/service.js";
 import { TraceStore } from "./traces/store.js";
 
-/** Services that answer real calls; their health follows the database. */
-export const IMPLEMENTED_SERVICES = [
-  "cairn.v1.SessionService",
-  "cairn.v1.ResolutionService",
-  "cairn.v1.TraceEventService",
-  "cairn.v1.KeyValueService",
-  "cairn.v1.JobService",
-];
+/** The full name of the service a ts-proto definition describes ("cairn.v1.SessionService"). */
+function serviceName(definition: Record<string, { path: string }>): string {
+  return Object.values(definition)[0]!.path.split("/")[1]!;
+}
 
 export interface BuiltServer {
   server: grpc.Server;
@@ -51,48 +47,32 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   const streams = new StreamRegistry();
   const deps: HandlerDeps = { log, streams };
 
-  server.addService(SessionServiceService, bindService(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits), deps));
+  /** Cairn's own services, by full name: their health follows the database. */
+  const cairnServices: string[] = [];
+  const serve = <S extends Parameters<typeof bindService>[0]>(definition: S, handlers: Parameters<typeof bindService<S>>[1]) => {
+    server.addService(definition as unknown as grpc.ServiceDefinition, bindService(definition, handlers, deps));
+    cairnServices.push(serviceName(definition));
+  };
+  const streaming = { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs };
   const resolutions = new ResolutionStore(db);
-  server.addService(ResolutionServiceService, bindService(ResolutionServiceService, resolutionHandlers(resolutions, config.limits), deps));
   const keyValue = new KeyValueStore(db);
-  server.addService(
-    KeyValueServiceService,
-    bindService(
-      KeyValueServiceService,
-      keyValueHandlers(keyValue, { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs }),
-      deps,
-    ),
-  );
-  server.addService(
-    TraceEventServiceService,
-    bindService(
-      TraceEventServiceService,
-      traceHandlers(new TraceStore(db), { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs }),
-      deps,
-    ),
-  );
   const jobs = new JobStore(db);
-  server.addService(JobServiceService, bindService(JobServiceService, jobHandlers(jobs, { limits: config.limits, hub }), deps));
+  serve(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits));
+  serve(ResolutionServiceService, resolutionHandlers(resolutions, config.limits));
+  serve(TraceEventServiceService, traceHandlers(new TraceStore(db), streaming));
+  serve(KeyValueServiceService, keyValueHandlers(keyValue, streaming));
+  serve(JobServiceService, jobHandlers(jobs, { limits: config.limits, hub }));
 
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
   const setServing = (serving: boolean) => {
     const status: ServingStatus = serving ? "SERVING" : "NOT_SERVING";
-    for (const name of ["", ...IMPLEMENTED_SERVICES]) health.setStatus(name, status);
+    for (const name of ["", ...cairnServices]) health.setStatus(name, status);
   };
   setServing(false);
 
   // Everything the server serves, for reflection's list_services.
-  const listed = [
-    "cairn.v1.SessionService",
-    "cairn.v1.ResolutionService",
-    "cairn.v1.TraceEventService",
-    "cairn.v1.KeyValueService",
-    "cairn.v1.JobService",
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-  ];
+  const listed = [...cairnServices, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   addReflection(server, () => listed);
   const reaper = new Reaper(
     db.pool,
