@@ -37,9 +37,16 @@ export class CairnError extends Error {
   }
 }
 
-export function invalidArgument(violations: FieldViolation[]): CairnError {
+/** Where the bad input sits when the field path alone does not say (e.g. which batch of a stream). */
+export interface InputContext {
+  label: string;
+  metadata: Record<string, string>;
+}
+
+export function invalidArgument(violations: FieldViolation[], context?: InputContext): CairnError {
   const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
-  return new CairnError("invalid_argument", "INVALID_ARGUMENT", summary, {}, violations);
+  const message = context ? `${context.label}: ${summary}` : summary;
+  return new CairnError("invalid_argument", "INVALID_ARGUMENT", message, context?.metadata ?? {}, violations);
 }
 
 export function invalidField(field: string, description: string): CairnError {

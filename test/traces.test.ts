@@ -1,5 +1,5 @@
-import { Severity, type SubscribeEventsResponse, type TraceEvent } from "@cairn/client";
-import { status } from "@grpc/grpc-js";
+import { errorDetails, Severity, type SubscribeEventsResponse, type TraceEvent } from "@cairn/client";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { failure, type Harness, startHarness } from "./support/harness.js";
 import { collect } from "./support/streams.js";
@@ -202,6 +202,9 @@ describe("IngestEvents", () => {
     expect(acks.error!.code).toBe(status.INVALID_ARGUMENT);
     expect(acks.error!.message).toContain('batch "bad-2"');
     expect(acks.error!.message).toContain("events[1].trace_id");
+    const details = errorDetails(acks.error as ServiceError);
+    expect(details.errorInfo?.metadata).toEqual({ batch_id: "bad-2" });
+    expect(details.badRequest?.fieldViolations.map((f) => f.field)).toEqual(["events[1].trace_id"]);
     expect(acks.messages.map((a) => a.batchId)).toEqual(["good-1"]);
     const { events } = await h.client.traces.listTraceEvents({ traceId: trace });
     expect(events).toHaveLength(1);

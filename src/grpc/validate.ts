@@ -1,7 +1,7 @@
 // Request validation helpers. Each check names the offending field with its
 // full path so a client can tell exactly what to fix; nothing is written when
 // any check fails.
-import { CairnError, type FieldViolation, invalidArgument } from "../errors.js";
+import { CairnError, type FieldViolation, type InputContext, invalidArgument } from "../errors.js";
 import type { Limits } from "../config.js";
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -28,8 +28,8 @@ export class Violations {
   }
 
   /** Throws INVALID_ARGUMENT with every violation collected so far. */
-  throwIfAny(): void {
-    if (this.list.length > 0) throw invalidArgument(this.list);
+  throwIfAny(context?: InputContext): void {
+    if (this.list.length > 0) throw invalidArgument(this.list, context);
   }
 }
 

@@ -12,7 +12,7 @@ import type { NotifyHub } from "../db/notify-hub.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
 import { epochMicrosToIso } from "../db/time.js";
-import { CairnError, invalidPageToken } from "../errors.js";
+import { invalidPageToken } from "../errors.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { isoFromTimestamp, timestampFromIso } from "../grpc/convert.js";
 import type { ServiceHandlers } from "../grpc/handlers.js";
@@ -109,16 +109,7 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
         const v = new Violations();
         const ingestTime = nowIso();
         const events = toNewEvents(v, request.events, limits, ingestTime);
-        if (v.list.length > 0) {
-          const summary = v.list.map((x) => `${x.field}: ${x.description}`).join("; ");
-          throw new CairnError(
-            "invalid_argument",
-            "INVALID_ARGUMENT",
-            `batch ${JSON.stringify(request.batchId)}: ${summary}`,
-            { batch_id: request.batchId },
-            v.list,
-          );
-        }
+        v.throwIfAny({ label: `batch ${JSON.stringify(request.batchId)}`, metadata: { batch_id: request.batchId } });
         const outcomes = await store.append(ctx, events, ingestTime);
         const duplicates = outcomes.filter((o) => o.duplicate).length;
         await writeMessage(
