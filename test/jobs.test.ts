@@ -224,6 +224,15 @@ describe("batches, queues, streams, lists", () => {
       [false, "NOT_FOUND"],
       [true, ""],
     ]);
+    const dup = await failure(
+      jobs().batchCompleteJobs({
+        requests: [
+          { jobId: ls[0]!.job!.jobId, leaseToken: ls[0]!.leaseToken },
+          { jobId: ls[0]!.job!.jobId, leaseToken: ls[0]!.leaseToken },
+        ],
+      }),
+    );
+    expect(dup).toMatchObject({ code: status.INVALID_ARGUMENT, fields: ["requests[1].job_id"] });
   });
 
   it("a paused queue leases nothing; enqueue still works; stats tell", async () => {

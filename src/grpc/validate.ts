@@ -70,11 +70,11 @@ export function checkLabels(v: Violations, field: string, labels: Record<string,
   }
 }
 
-/** Duplicates in a list of ids, reported at their second occurrence. */
-export function checkUnique(v: Violations, field: string, ids: string[]): void {
+/** Duplicates in a list of ids, reported at their second occurrence as `field[i]suffix`. */
+export function checkUnique(v: Violations, field: string, ids: string[], suffix = ""): void {
   const seen = new Set<string>();
   ids.forEach((id, i) => {
-    if (id !== "" && seen.has(id)) v.add(`${field}[${i}]`, `duplicates ${JSON.stringify(id)}`);
+    if (id !== "" && seen.has(id)) v.add(`${field}[${i}]${suffix}`, `duplicates ${JSON.stringify(id)}`);
     seen.add(id);
   });
 }

@@ -17,7 +17,7 @@ import { writeMessage } from "../grpc/backpressure.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import type { CallContext, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkDocument, checkId, checkText } from "../grpc/validate.js";
+import { Violations, checkBatchSize, checkDocument, checkId, checkText, checkUnique } from "../grpc/validate.js";
 import type { JobEnqueue, JobRecord, JobStateName, JobStore, Lease } from "./store.js";
 
 export interface JobServiceOptions {
@@ -257,11 +257,12 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
         checkLease(v, `requests[${i}].`, r.jobId, r.leaseToken);
         checkDocument(v, `requests[${i}].result`, r.result, limits);
       });
-      const ids = new Set<string>();
-      request.requests.forEach((r, i) => {
-        if (ids.has(r.jobId)) v.add(`requests[${i}].job_id`, `duplicates ${JSON.stringify(r.jobId)}`);
-        ids.add(r.jobId);
-      });
+      checkUnique(
+        v,
+        "requests",
+        request.requests.map((r) => r.jobId),
+        ".job_id",
+      );
       v.throwIfAny();
       const results = await store.completeMany(
         ctx,

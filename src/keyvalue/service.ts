@@ -10,7 +10,7 @@ import { writeMessage } from "../grpc/backpressure.js";
 import { positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import type { ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkId, jsonByteLength } from "../grpc/validate.js";
+import { Violations, checkBatchSize, checkId, checkUnique, jsonByteLength } from "../grpc/validate.js";
 import type { ChangeType, EntryRecord, KeyValueStore, KvValue, PutItem } from "./store.js";
 
 export interface KeyValueServiceOptions {
@@ -147,12 +147,12 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       const v = new Violations();
       checkBatchSize(v, "requests", request.requests.length, limits);
       const items = request.requests.map((r, i) => toPutItem(v, r, `requests[${i}].`, limits));
-      const seen = new Set<string>();
-      request.requests.forEach((r, i) => {
-        const key = r.entry?.key ?? "";
-        if (key !== "" && seen.has(key)) v.add(`requests[${i}].entry.key`, `duplicates ${JSON.stringify(key)}`);
-        seen.add(key);
-      });
+      checkUnique(
+        v,
+        "requests",
+        request.requests.map((r) => r.entry?.key ?? ""),
+        ".entry.key",
+      );
       v.throwIfAny();
       return { entries: (await store.putAll(ctx, items)).map(toWire) };
     },
