@@ -1,5 +1,5 @@
 // Get, Put and Increment over gRPC against the same statements
-// (KeyValueStore itself) on a raw pg pool of the same size, in one run.
+// (the key-value store's own functions) on a raw pg pool of the same size, in one run.
 // Each worker increments and puts keys of its own, so the numbers measure
 // throughput rather than contention on one key (that is serialized, and
 // exact, by design). Cairn coalesces the Get, Put and Increment calls that
@@ -8,7 +8,8 @@
 import { CairnClient } from "@cairn/client";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
-import { KeyValueStore } from "../src/keyvalue/store.js";
+import { readEntries } from "../src/keyvalue/store.js";
+import { putAll, writeAll } from "../src/keyvalue/writes.js";
 import { startBenchEnvironment } from "./environment.js";
 import { compare, formatTable } from "./measure.js";
 
@@ -22,7 +23,7 @@ export async function benchKeyValue(): Promise<void> {
   const env = await startBenchEnvironment();
   const client = new CairnClient(env.cairnAddress);
   const pool = createPool({ connectionString: env.databaseUrl, max: env.poolMax, statementTimeoutMs: 30_000 });
-  const store = new KeyValueStore(new Database(pool));
+  const q = new Database(pool).on({});
   try {
     for (let i = 0; i < KEYS; i += 500) {
       await client.keyValue.batchPut({
@@ -33,17 +34,17 @@ export async function benchKeyValue(): Promise<void> {
     const own = (side: string, w: number, i: number) => `bench-${side}/${w}/${i % 8}`;
     const rows = await compare(
       [
-        ["Get", (w, i) => client.keyValue.get({ key: pick(w, i) }), (w, i) => store.readEntries({}, [pick(w, i)])],
+        ["Get", (w, i) => client.keyValue.get({ key: pick(w, i) }), (w, i) => readEntries(q, [pick(w, i)])],
         [
           "Put",
           (w, i) => client.keyValue.put({ entry: { key: own("c", w, i), value: { $case: "jsonValue", value: value(i) } } }),
           (w, i) =>
-            store.putAll({}, [{ key: own("r", w, i), value: { kind: "json", json: value(i) }, sessionId: "", ttlMicros: null, expectedVersion: undefined }]),
+            putAll(q, [{ key: own("r", w, i), value: { kind: "json", json: value(i) }, sessionId: "", ttlMicros: null, expectedVersion: undefined }]),
         ],
         [
           "Increment",
           (w) => client.keyValue.increment({ key: `count-c/${w}`, delta: 1 }),
-          (w) => store.writeAll({}, [{ kind: "increment", key: `count-r/${w}`, delta: 1, ttlMicros: null }]),
+          (w) => writeAll(q, [{ kind: "increment", key: `count-r/${w}`, delta: 1, ttlMicros: null }]),
         ],
       ],
       CONCURRENCIES,

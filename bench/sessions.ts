@@ -1,5 +1,5 @@
 // CreateSession, GetSession and UpdateSession over gRPC against the same
-// SQL (SessionStore itself) on a raw pg pool of the same size, in one run.
+// SQL (the session store's own functions) on a raw pg pool of the same size, in one run.
 // The raw side runs one statement per call; Cairn coalesces the GetSession
 // and UpdateSession calls that arrive together into one statement, which is
 // part of what is measured.
@@ -7,7 +7,7 @@ import { CairnClient } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
-import { SessionStore } from "../src/sessions/store.js";
+import { applyUpdates, createSessions, readSessions } from "../src/sessions/store.js";
 import { startBenchEnvironment } from "./environment.js";
 import { compare, formatTable } from "./measure.js";
 
@@ -27,7 +27,7 @@ export async function benchSessions(): Promise<void> {
   const env = await startBenchEnvironment();
   const client = new CairnClient(env.cairnAddress);
   const pool = createPool({ connectionString: env.databaseUrl, max: env.poolMax, statementTimeoutMs: 30_000 });
-  const store = new SessionStore(new Database(pool));
+  const q = new Database(pool).on({});
   try {
     const { sessions } = await client.sessions.batchCreateSessions({
       requests: Array.from({ length: 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
@@ -47,16 +47,15 @@ export async function benchSessions(): Promise<void> {
     };
     const raw: Target = {
       create: () =>
-        store.createSessions({}, [
+        createSessions(q, [
           {
             session: { sessionId: uuidv7(), agentId: "bench", userId: "", status: "ACTIVE", labels: { kind: "bench" }, metadata: null, state: state(0) },
-            requestId: "",
-            requestHash: "",
+            idempotency: null,
           },
         ]),
       // The statements GetSession and UpdateSession run, once per call.
-      get: (w, i) => store.readSessions({}, [pick(w, i)]),
-      update: (w, i) => store.applyUpdates({}, [{ sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
+      get: (w, i) => readSessions(q, [pick(w, i)]),
+      update: (w, i) => applyUpdates(q, [{ sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
     };
 
     const rows = await compare(

@@ -1,6 +1,7 @@
-// Domain errors: what went wrong, in Cairn's terms. Stores and services throw
-// these; src/grpc/status.ts is the one place that turns them into gRPC
-// statuses with ErrorInfo and BadRequest details.
+// Domain errors: what went wrong, in Cairn's terms. Every CairnError is built
+// by a constructor in this file (stores and services throw them; db/errors.ts
+// translates database failures into them); src/grpc/status.ts is the one
+// place that turns them into gRPC statuses with ErrorInfo and BadRequest.
 
 export type ErrorKind =
   | "invalid_argument"
@@ -107,4 +108,33 @@ export function internal(message: string, cause?: unknown): CairnError {
 
 export function failedPrecondition(message: string, metadata: Record<string, string> = {}): CairnError {
   return new CairnError("failed_precondition", "FAILED_PRECONDITION", message, metadata);
+}
+
+export function outOfRange(message: string, metadata: Record<string, string> = {}): CairnError {
+  return new CairnError("out_of_range", "OUT_OF_RANGE", message, metadata);
+}
+
+/** A concurrent transaction won (serialization failure, deadlock) or a row kept changing: retry. */
+export function transactionConflict(message: string, metadata: Record<string, string> = {}, cause?: unknown): CairnError {
+  return new CairnError("aborted", "TRANSACTION_CONFLICT", message, metadata, [], { cause });
+}
+
+/** A unique constraint refused a row; db/errors.ts raises it, stores may say what it means for them. */
+export function uniqueViolation(cause: unknown): CairnError {
+  return new CairnError("already_exists", "ALREADY_EXISTS", "a row with the same key already exists", {}, [], { cause });
+}
+
+/** A fenced job write whose lease_token is no longer the job's. */
+export function leaseLost(jobId: string): CairnError {
+  return new CairnError("aborted", "LEASE_LOST", `the lease on job ${JSON.stringify(jobId)} is no longer held`, { job_id: jobId });
+}
+
+/** A Watch that starts before the retained change log. */
+export function revisionCompacted(compactRevision: number): CairnError {
+  return new CairnError(
+    "out_of_range",
+    "REVISION_COMPACTED",
+    `revisions up to ${compactRevision} were compacted; watch from ${compactRevision + 1} or later`,
+    { compact_revision: String(compactRevision) },
+  );
 }

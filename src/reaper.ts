@@ -1,8 +1,9 @@
-// Background reclamation: TTL purges (and, as services land, change-log
-// compaction and retention). It runs in every replica, but each round takes
-// a PostgreSQL advisory lock first, so one replica does the work at a time.
-// Reads never depend on it: expired rows are invisible the moment they
-// expire; the reaper only reclaims space.
+// Background loops that reclaim or repair: TTL purges, change-log
+// compaction, job retention, request ids past their window (one Reaper), and
+// the rescue of expired job leases (another, on its own lock and interval).
+// Each runs in every replica, but a round takes a PostgreSQL advisory lock
+// first, so one replica does the work at a time. Reads never depend on the
+// purges: expired rows are invisible the moment they expire.
 import type pg from "pg";
 import type { Logger } from "./logger.js";
 

@@ -10,21 +10,22 @@ import {
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
-import { bindService, type HandlerDeps, StreamRegistry } from "./grpc/handlers.js";
+import { inBatches } from "./db/batches.js";
+import { purgeRequestIdsBatch } from "./db/idempotency.js";
+import type { NotifyHub } from "./db/notify-hub.js";
+import { bindService, type HandlerDeps, type ServiceDeps, StreamRegistry } from "./grpc/handlers.js";
 import { addReflection } from "./grpc/reflection.js";
 import type { Logger } from "./logger.js";
-import type { NotifyHub } from "./db/notify-hub.js";
-import { sessionHandlers } from "./sessions/service.js";
-import { SessionStore } from "./sessions/store.js";
-import { jobHandlers } from "./jobs/service.js";
-import { JobStore } from "./jobs/store.js";
-import { keyValueHandlers } from "./keyvalue/service.js";
-import { KeyValueStore } from "./keyvalue/store.js";
 import { LOCKS, Reaper } from "./reaper.js";
+import { jobHandlers } from "./jobs/service.js";
+import * as jobs from "./jobs/store.js";
+import { keyValueHandlers } from "./keyvalue/service.js";
+import * as keyValue from "./keyvalue/store.js";
 import { resolutionHandlers } from "./resolutions/service.js";
-import { ResolutionStore } from "./resolutions/store.js";
+import * as resolutions from "./resolutions/store.js";
+import { sessionHandlers } from "./sessions/service.js";
 import { traceHandlers } from "./traces/service.js";
-import { TraceStore } from "./traces/store.js";
+import * as traces from "./traces/store.js";
 
 /** The full name of the service a ts-proto definition describes ("cairn.v1.SessionService"). */
 function serviceName(definition: Record<string, { path: string }>): string {
@@ -53,15 +54,19 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
     server.addService(definition as unknown as grpc.ServiceDefinition, bindService(definition, handlers, deps));
     cairnServices.push(serviceName(definition));
   };
-  const streaming = { limits: config.limits, hub, progressIntervalMs: config.progressIntervalMs };
-  const resolutions = new ResolutionStore(db);
-  const keyValue = new KeyValueStore(db);
-  const jobs = new JobStore(db);
-  serve(SessionServiceService, sessionHandlers(new SessionStore(db), config.limits));
-  serve(ResolutionServiceService, resolutionHandlers(resolutions, config.limits));
-  serve(TraceEventServiceService, traceHandlers(new TraceStore(db), streaming));
-  serve(KeyValueServiceService, keyValueHandlers(keyValue, streaming));
-  serve(JobServiceService, jobHandlers(jobs, { limits: config.limits, hub }));
+  const services: ServiceDeps = {
+    db,
+    limits: config.limits,
+    hub,
+    progressIntervalMs: config.progressIntervalMs,
+    // What deleting sessions does to every other service's rows, in one transaction.
+    sessionCascade: [resolutions.onSessionsDeleted, traces.onSessionsDeleted, keyValue.onSessionsDeleted, jobs.onSessionsDeleted],
+  };
+  serve(SessionServiceService, sessionHandlers(services));
+  serve(ResolutionServiceService, resolutionHandlers(services));
+  serve(TraceEventServiceService, traceHandlers(services));
+  serve(KeyValueServiceService, keyValueHandlers(services));
+  serve(JobServiceService, jobHandlers(services));
 
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
@@ -74,20 +79,22 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   // Everything the server serves, for reflection's list_services.
   const listed = [...cairnServices, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   addReflection(server, () => listed);
+  const q = db.on({});
   const reaper = new Reaper(
     db.pool,
     [
-      { name: "expired resolutions", run: () => resolutions.purgeExpired({}) },
-      { name: "expired entries", run: () => keyValue.purgeExpired({}) },
-      { name: "key-value change log", run: () => keyValue.compactChanges({}, config.watchRetentionMs) },
-      { name: "finished jobs", run: () => jobs.deleteFinished({}, config.jobRetentionMs) },
+      { name: "expired resolutions", run: () => resolutions.purgeExpired(q) },
+      { name: "expired entries", run: () => keyValue.purgeExpired(q) },
+      { name: "key-value change log", run: () => keyValue.compactChanges(q, config.watchRetentionMs) },
+      { name: "finished jobs", run: () => jobs.deleteFinished(q, config.jobRetentionMs) },
+      { name: "request ids past the idempotency window", run: () => inBatches((limit) => purgeRequestIdsBatch(q, limit)) },
     ],
     config.reaperIntervalMs,
     log,
   );
   const rescue = new Reaper(
     db.pool,
-    [{ name: "expired job leases", run: () => jobs.rescueExpiredLeases({}) }],
+    [{ name: "expired job leases", run: () => jobs.rescueExpiredLeases(q) }],
     config.leaseRescueIntervalMs,
     log,
     LOCKS.leaseRescue,

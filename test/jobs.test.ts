@@ -113,6 +113,16 @@ describe("enqueue and lease", () => {
     expect(await jobCount()).toBe(before);
   });
 
+  it("batch enqueue rejects a job_id named twice and writes nothing", async () => {
+    const q = queue();
+    const jobId = `${q}-twice`;
+    const before = await jobCount();
+    const dup = await failure(jobs().batchEnqueueJobs({ requests: [{ job: { queue: q, jobId } }, { job: { queue: q, jobId, priority: 1 } }] }));
+    expect(dup).toMatchObject({ code: status.INVALID_ARGUMENT, fields: ["requests[1].job.job_id"] });
+    expect(await jobCount()).toBe(before);
+    expect((await failure(jobs().getJob({ jobId }))).code).toBe(status.NOT_FOUND);
+  });
+
   it("a waiting LeaseJobs returns promptly after an enqueue on the other replica", async () => {
     const q = queue();
     const started = Date.now();

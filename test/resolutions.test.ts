@@ -77,6 +77,17 @@ describe("CreateResolution / GetResolution", () => {
     expect(f).toMatchObject({ code: status.ALREADY_EXISTS, reason: "REQUEST_ID_REUSED" });
   });
 
+  it("the reaper forgets request ids past the 24 h window and keeps the others", async () => {
+    const recent = { resolution: resolution(), requestId: uid("recent") };
+    const old = { resolution: resolution(), requestId: uid("old") };
+    await h.client.resolutions.createResolution(recent);
+    await h.client.resolutions.createResolution(old);
+    await h.sql.query(`UPDATE request_ids SET create_time = now() - interval '25 hours' WHERE request_id = $1`, [old.requestId]);
+    const held = async (requestId: string) => (await h.sql.query("SELECT 1 FROM request_ids WHERE request_id = $1", [requestId])).rowCount === 1;
+    await waitFor("the reaper", async () => !(await held(old.requestId)), 5_000);
+    expect(await held(recent.requestId)).toBe(true);
+  });
+
   it("ALREADY_EXISTS for a taken id", async () => {
     const id = uid("r");
     await h.client.resolutions.createResolution({ resolution: resolution({ resolutionId: id }) });

@@ -180,15 +180,43 @@ describe("IngestEvents", () => {
 
   it("acks every batch in order after committing it", async () => {
     const trace = uid("ingest");
-    const { call, acks } = open();
-    for (let b = 0; b < 5; b++) call.write(batch(`b${b}`, Array.from({ length: 20 }, () => event(trace))));
-    call.end();
-    await acks.until("5 acks and the end", (m) => m.length === 5 && acks.ended);
-    expect(acks.messages.map((a) => a.batchId)).toEqual(["b0", "b1", "b2", "b3", "b4"]);
-    expect(acks.messages.every((a) => a.accepted === 20 && a.duplicates === 0)).toBe(true);
-    const lastOffsets = acks.messages.map((a) => a.lastOffset);
-    expect([...lastOffsets].sort((x, y) => x - y)).toEqual(lastOffsets);
-    expect((await h.client.traces.verifyTrace({ traceId: trace })).eventCount).toBe(100);
+    // A deferred trigger makes each COMMIT of this trace's events take ~200 ms,
+    // so an ack written before its commit would reach the client while the
+    // batch is still invisible to every other connection.
+    await h.sql.query(`CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN PERFORM pg_sleep(0.01); RETURN NULL; END $$`);
+    await h.sql.query(`CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON trace_events
+                         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+                         WHEN (NEW.trace_id = '${trace}') EXECUTE FUNCTION slow_commit()`);
+    try {
+      const { call, acks } = open();
+      // Read on the ack's own tick, through the test's pool (another
+      // connection than the daemon's transaction): the batch must be visible.
+      const seen: Promise<{ n: number; last: number }>[] = [];
+      call.on("data", () => {
+        seen.push(
+          h.sql
+            .query("SELECT count(*)::int AS n, max(event_offset)::int AS last FROM trace_events WHERE trace_id = $1", [trace])
+            .then((r) => r.rows[0]),
+        );
+      });
+      for (let b = 0; b < 5; b++) {
+        call.write(batch(`b${b}`, Array.from({ length: 20 }, () => event(trace))));
+        await acks.until(`the ack of b${b}`, (m) => m.length === b + 1);
+        // Checked before the next batch is sent, so the next commit cannot hide a late one.
+        expect(await seen[b]).toEqual({ n: 20 * (b + 1), last: acks.messages[b]!.lastOffset });
+      }
+      call.end();
+      await acks.until("5 acks and the end", (m) => m.length === 5 && acks.ended);
+      expect(acks.messages.map((a) => a.batchId)).toEqual(["b0", "b1", "b2", "b3", "b4"]);
+      expect(acks.messages.every((a) => a.accepted === 20 && a.duplicates === 0)).toBe(true);
+      const lastOffsets = acks.messages.map((a) => a.lastOffset);
+      expect([...lastOffsets].sort((x, y) => x - y)).toEqual(lastOffsets);
+      expect((await h.client.traces.verifyTrace({ traceId: trace })).eventCount).toBe(100);
+    } finally {
+      await h.sql.query("DROP TRIGGER slow_commit ON trace_events");
+      await h.sql.query("DROP FUNCTION slow_commit()");
+    }
   });
 
   it("a bad batch ends the stream with INVALID_ARGUMENT naming it; acked batches stay", async () => {
@@ -276,10 +304,49 @@ it("deleting a session deletes its events", async () => {
   await h.client.traces.appendEvents({ events: [event(trace, { sessionId }), event(trace, { sessionId })] });
   await h.client.sessions.deleteSession({ sessionId });
   expect((await h.client.traces.listSessionEvents({ sessionId })).events).toEqual([]);
+  expect((await h.client.traces.listTraceEvents({ traceId: trace })).events).toEqual([]);
   expect((await failure(h.client.traces.verifyTrace({ traceId: trace }))).code).toBe(status.NOT_FOUND);
   // The trace starts afresh.
   const again = await h.client.traces.appendEvents({ events: [event(trace)] });
   expect(again.results[0]!.sequence).toBe(1);
+});
+
+it("deleting a session keeps whole every trace it shares, so the chain stays verifiable", async () => {
+  const session = async () => (await h.client.sessions.createSession({ session: { agentId: "a" } })).sessionId;
+  const [a, b] = [await session(), await session()];
+  const shared = uid("shared");
+  const unscoped = uid("unscoped");
+  const owned = uid("owned");
+  await h.client.traces.appendEvents({
+    events: [
+      event(shared, { sessionId: a }),
+      event(shared, { sessionId: b }),
+      event(shared, { sessionId: a }),
+      event(unscoped, { sessionId: a }),
+      event(unscoped),
+      event(owned, { sessionId: a }),
+    ],
+  });
+  const before = await h.client.traces.verifyTrace({ traceId: shared });
+  await h.client.sessions.deleteSession({ sessionId: a });
+
+  // A trace that also holds another session's events keeps all of them, the deleted session's included.
+  const { events } = await h.client.traces.listTraceEvents({ traceId: shared });
+  expect(events.map((e) => [e.sequence, e.sessionId])).toEqual([
+    [1, a],
+    [2, b],
+    [3, a],
+  ]);
+  expect(await h.client.traces.verifyTrace({ traceId: shared })).toEqual({ ...before, valid: true, eventCount: 3 });
+  // Events with no session count as another owner.
+  expect(await h.client.traces.verifyTrace({ traceId: unscoped })).toMatchObject({ valid: true, eventCount: 2 });
+  // A trace the deleted session alone wrote goes, in the same deletion.
+  expect((await h.client.traces.listTraceEvents({ traceId: owned })).events).toEqual([]);
+  expect((await h.client.traces.listSessionEvents({ sessionId: a })).events.map((e) => e.traceId)).toEqual([shared, shared, unscoped]);
+  // The kept chain goes on.
+  const next = await h.client.traces.appendEvents({ events: [event(shared, { sessionId: b })] });
+  expect(next.results[0]!.sequence).toBe(4);
+  expect(await h.client.traces.verifyTrace({ traceId: shared })).toMatchObject({ valid: true, eventCount: 4 });
 });
 
 it("idle subscriptions hold no pool connection; cancelled ones go away", async () => {

@@ -1,6 +1,11 @@
 // Runs a call's SQL on the pool: one checkout per query or transaction, with
 // the call's AbortSignal wired to pg_cancel_backend so that a cancelled call
 // or a passed deadline stops its query instead of letting it run on.
+//
+// Stores take a Queryable: the pool (each statement on its own) or an open
+// transaction. A store function that needs several statements to be atomic
+// asks `q.atomic(...)`: on the pool that opens a transaction, inside one it
+// simply runs there, so writes of several stores compose into one commit.
 import type pg from "pg";
 import { cancelled } from "../errors.js";
 import { isConnectionError, translateDbError } from "./errors.js";
@@ -12,32 +17,22 @@ export interface CallScope {
 
 export interface Queryable {
   query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** A hot statement, prepared once per connection under `name` (parsed and planned once). */
+  prepared<R extends pg.QueryResultRow = any>(name: string, text: string, values: unknown[]): Promise<pg.QueryResult<R>>;
+  /** Runs fn atomically: in a new transaction, or inside the one this queryable already is. */
+  atomic<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
 export class Database {
   constructor(readonly pool: pg.Pool) {}
 
-  /** A single statement, cancelled with the call. */
-  run<R extends pg.QueryResultRow = any>(scope: CallScope, text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.withClient(scope, (client) => client.query<R>(text, values));
-  }
-
-  /**
-   * A hot statement, prepared once per connection under `name` so that
-   * PostgreSQL parses and plans it once rather than on every call.
-   */
-  runPrepared<R extends pg.QueryResultRow = any>(
-    scope: CallScope,
-    name: string,
-    text: string,
-    values: unknown[],
-  ): Promise<pg.QueryResult<R>> {
-    return this.withClient(scope, (client) => client.query<R>({ name, text, values }));
-  }
-
-  /** Runs each statement on its own (autocommit), cancelled with the call. */
-  scoped(scope: CallScope): Queryable {
-    return { query: (text, values) => this.run(scope, text, values) };
+  /** The pool, for one call: each statement autocommits and is cancelled with the call. */
+  on(scope: CallScope): Queryable {
+    return {
+      query: (text, values) => this.withClient(scope, (client) => client.query(text, values)),
+      prepared: (name, text, values) => this.withClient(scope, (client) => client.query({ name, text, values })),
+      atomic: (fn) => this.transaction(scope, fn),
+    };
   }
 
   /** fn runs inside BEGIN..COMMIT; any throw rolls back. */
@@ -45,7 +40,7 @@ export class Database {
     return this.withClient(scope, async (client) => {
       await client.query("BEGIN");
       try {
-        const result = await fn(client);
+        const result = await fn(inTransaction(client, scope.signal));
         await client.query("COMMIT");
         return result;
       } catch (error) {
@@ -74,7 +69,7 @@ export class Database {
     try {
       return await fn(client);
     } catch (error) {
-      discard ||= isConnectionError(error);
+      discard ||= isConnectionError(error) || isConnectionError((error as { cause?: unknown }).cause);
       throw translateDbError(error, signal);
     } finally {
       signal?.removeEventListener("abort", onAbort);
@@ -83,4 +78,20 @@ export class Database {
       client.release(discard ? true : undefined);
     }
   }
+}
+
+/**
+ * An open transaction as a Queryable. Errors are translated at once, so a
+ * store that catches one inside the transaction sees Cairn's meaning of it.
+ */
+function inTransaction(client: pg.PoolClient, signal: AbortSignal | undefined): Queryable {
+  const translated = (error: unknown) => {
+    throw translateDbError(error, signal);
+  };
+  const tx: Queryable = {
+    query: (text, values) => client.query(text, values).catch(translated),
+    prepared: (name, text, values) => client.query({ name, text, values }).catch(translated),
+    atomic: (fn) => fn(tx),
+  };
+  return tx;
 }

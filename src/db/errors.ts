@@ -1,5 +1,6 @@
-// Translates pg and network failures into domain errors, by SQLSTATE class.
-import { CairnError, cancelled, deadlineExceeded, internal, unavailable } from "../errors.js";
+// The one database-error translator: every SQLSTATE and network failure that
+// Cairn gives a meaning to is read here, and nowhere else.
+import { CairnError, cancelled, deadlineExceeded, internal, transactionConflict, unavailable, uniqueViolation } from "../errors.js";
 
 const CONNECTION_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
 
@@ -24,6 +25,11 @@ export function isConnectionError(error: unknown): boolean {
   );
 }
 
+/** True for the translation of a unique-constraint violation (SQLSTATE 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  return error instanceof CairnError && error.reason === "ALREADY_EXISTS" && sqlState(error.cause) === "23505";
+}
+
 export function translateDbError(error: unknown, signal?: AbortSignal): CairnError {
   if (error instanceof CairnError) return error;
   const reason = signal?.aborted ? (signal.reason as AbortReason | undefined) : undefined;
@@ -32,10 +38,7 @@ export function translateDbError(error: unknown, signal?: AbortSignal): CairnErr
   if (isConnectionError(error)) return unavailable("the database is unreachable; retry later", error);
   const code = sqlState(error);
   if (code === "57014") return deadlineExceeded("a statement ran longer than the statement timeout");
-  if (code === "40001" || code === "40P01") {
-    return new CairnError("aborted", "TRANSACTION_CONFLICT", "a concurrent transaction conflicted; retry", {}, [], {
-      cause: error,
-    });
-  }
+  if (code === "40001" || code === "40P01") return transactionConflict("a concurrent transaction conflicted; retry", {}, error);
+  if (code === "23505") return uniqueViolation(error);
   return internal("unexpected database error", error);
 }

@@ -1,34 +1,35 @@
 // AIP-155 request ids, shared by every create method: the first call with a
 // request_id records (scope, request_id) -> (hash of the request, created id)
 // in the same transaction as the create; a retry within 24 h finds the record
-// and returns the first result instead of creating twice.
+// and returns the first result instead of creating twice. The reaper drops
+// records older than the window.
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
-import { requestIdReused } from "../errors.js";
+import { notFound, requestIdReused } from "../errors.js";
 import type { Queryable } from "./database.js";
 
 export const REQUEST_ID_RETENTION = "24 hours";
 
-export function requestHash(body: unknown): string {
-  return createHash("sha256")
-    .update(canonicalize(body) ?? "null")
-    .digest("hex");
+/** A create's AIP-155 key and the hash of its body; null when the call gave no request_id. */
+export interface Idempotency {
+  requestId: string;
+  requestHash: string;
 }
 
-export type Claim = { kind: "new" } | { kind: "replay"; resourceId: string };
+/** The idempotency of a request: hashes `body` (the request minus its request_id) only when there is an id. */
+export function idempotency(requestId: string, body: () => unknown): Idempotency | null {
+  if (requestId === "") return null;
+  return { requestId, requestHash: createHash("sha256").update(canonicalize(body()) ?? "null").digest("hex") };
+}
+
+type Claim = { kind: "new" } | { kind: "replay"; resourceId: string };
 
 /**
  * Claims a request id inside the caller's transaction. A concurrent claim of
  * the same id waits on the primary key until the first transaction ends, so
  * two racing retries never both create.
  */
-export async function claimRequestId(
-  tx: Queryable,
-  scope: string,
-  requestId: string,
-  hash: string,
-  resourceId: string,
-): Promise<Claim> {
+async function claimRequestId(tx: Queryable, scope: string, key: Idempotency, resourceId: string): Promise<Claim> {
   const inserted = await tx.query(
     `INSERT INTO request_ids (scope, request_id, request_hash, resource_id)
      VALUES ($1, $2, $3, $4)
@@ -36,14 +37,52 @@ export async function claimRequestId(
        SET request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id, create_time = now()
        WHERE request_ids.create_time < now() - $5::interval
      RETURNING resource_id`,
-    [scope, requestId, hash, resourceId, REQUEST_ID_RETENTION],
+    [scope, key.requestId, key.requestHash, resourceId, REQUEST_ID_RETENTION],
   );
   if (inserted.rowCount === 1) return { kind: "new" };
   const existing = await tx.query<{ request_hash: string; resource_id: string }>(
     `SELECT request_hash, resource_id FROM request_ids WHERE scope = $1 AND request_id = $2`,
-    [scope, requestId],
+    [scope, key.requestId],
   );
   const row = existing.rows[0];
-  if (!row || row.request_hash !== hash) throw requestIdReused(requestId);
+  if (!row || row.request_hash !== key.requestHash) throw requestIdReused(key.requestId);
   return { kind: "replay", resourceId: row.resource_id };
+}
+
+export interface CreateOnce<T> {
+  /** The create method, e.g. "cairn.v1.SessionService/CreateSession": request ids are unique per method. */
+  scope: string;
+  idempotency: Idempotency | null;
+  /** What the resource is called in errors ("session") and the id this create would give it. */
+  resource: string;
+  resourceId: string;
+  /** Reads the resource a first call created (undefined when it is gone). */
+  read(resourceId: string): Promise<T | undefined>;
+  create(): Promise<T>;
+}
+
+/**
+ * Creates once per request id, inside the caller's transaction: a retry
+ * returns what the first call created; NOT_FOUND when that was since deleted.
+ */
+export async function createOnce<T>(tx: Queryable, c: CreateOnce<T>): Promise<T> {
+  if (c.idempotency) {
+    const claim = await claimRequestId(tx, c.scope, c.idempotency, c.resourceId);
+    if (claim.kind === "replay") {
+      const existing = await c.read(claim.resourceId);
+      if (existing === undefined) throw notFound(c.resource, claim.resourceId, "created by this request_id, since deleted");
+      return existing;
+    }
+  }
+  return c.create();
+}
+
+/** Forgets request ids older than the idempotency window, one batch. */
+export async function purgeRequestIdsBatch(q: Queryable, limit: number): Promise<number> {
+  const result = await q.query(
+    `DELETE FROM request_ids WHERE (scope, request_id) IN (
+       SELECT scope, request_id FROM request_ids WHERE create_time < now() - $1::interval LIMIT $2)`,
+    [REQUEST_ID_RETENTION, limit],
+  );
+  return result.rowCount ?? 0;
 }

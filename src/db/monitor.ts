@@ -25,7 +25,7 @@ export class DatabaseMonitor {
     clearInterval(this.timer);
   }
 
-  /** Probes now (e.g. after a call failed with a connection error). */
+  /** One probe; overlapping ticks are skipped while one is in flight. */
   async probe(): Promise<void> {
     if (this.probing) return;
     this.probing = true;

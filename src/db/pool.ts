@@ -1,7 +1,7 @@
 // The one pg pool of a daemon: UTC sessions, microsecond time strings,
 // int8 as JS numbers, and a statement_timeout bound for every connection.
 import pg from "pg";
-import { parsePgTimestamptz } from "./time.js";
+import { parsePgTimestamptz } from "../time.js";
 
 const OID_INT8 = 20;
 const OID_TIMESTAMPTZ = 1184;
@@ -27,7 +27,8 @@ export function createPool(options: PoolOptions): pg.Pool {
     connectionString: options.connectionString,
     max: options.max,
     types: cairnTypes,
-    // Fail fast while the database is down instead of queueing callers.
+    // Bounds how long a checkout waits, for a new connection or a free one,
+    // so callers fail instead of queueing without end.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? "cairn",

@@ -1,10 +1,14 @@
 // Catch-up-then-live streaming over a table ordered by a global cursor
-// (trace event offsets; key-value revisions next). The loop reads a bounded
-// page from the cursor, delivers it, and when caught up waits for a wake-up
-// (NOTIFY through the hub) or the progress interval, whichever comes first;
-// the interval doubles as a polling backstop for missed notifications. It
-// holds no pool connection between reads, and delivery waits for the
-// consumer (backpressure), so a slow subscriber costs no memory.
+// (trace event offsets for SubscribeEvents, key-value revisions for Watch).
+// The loop reads a bounded page from the cursor, delivers it, and when caught
+// up waits for a wake-up (NOTIFY through the hub) or the progress interval,
+// whichever comes first; the interval doubles as a polling backstop for
+// missed notifications. It holds no pool connection between reads, and
+// delivery waits for the consumer (backpressure), so a slow subscriber holds
+// at most the page it is being sent.
+
+/** How many positions one page read may scan, so a selective filter stays cheap. */
+export const SCAN_WINDOW = 2000;
 
 export interface TailPage<T> {
   items: T[];
@@ -12,6 +16,15 @@ export interface TailPage<T> {
   scannedThrough: number;
   /** The highest committed position when the page was read. */
   head: number;
+}
+
+/**
+ * The page of a read that scanned the window [cursor, cursor + SCAN_WINDOW)
+ * up to the committed head: everything up to the window's end (or the head,
+ * if lower) was seen, whether or not it matched.
+ */
+export function windowPage<T>(cursor: number, head: number, items: T[]): TailPage<T> {
+  return { items, head, scannedThrough: Math.max(cursor - 1, Math.min(head, cursor + SCAN_WINDOW - 1)) };
 }
 
 export interface TailOptions<T> {

@@ -1,7 +1,7 @@
 // Conversions between wire types (Timestamp, Duration) and the store's
 // representations (microsecond RFC 3339 strings, milliseconds).
 import type { Duration, Timestamp } from "@cairn/client";
-import { epochMicrosToIso } from "../db/time.js";
+import { epochMicrosToIso } from "../time.js";
 import { invalidField } from "../errors.js";
 
 // RFC 3339 range that proto Timestamps allow: 0001-01-01 .. 9999-12-31.

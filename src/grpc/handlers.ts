@@ -2,13 +2,28 @@
 // an AbortSignal that fires on cancellation or deadline (stores hand it to
 // the database layer), and errors mapped through status.ts.
 import * as grpc from "@grpc/grpc-js";
-import type { ServerSurfaceCall } from "@grpc/grpc-js/build/src/server-call.js";
 import { performance } from "node:perf_hooks";
-import type { CallScope } from "../db/database.js";
+import type { Limits } from "../config.js";
+import type { CallScope, Database, Queryable } from "../db/database.js";
 import type { AbortReason } from "../db/errors.js";
+import type { NotifyHub } from "../db/notify-hub.js";
 import { CairnError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { asCairnError, statusCode, toServiceError } from "./status.js";
+
+/** What deleting sessions does to one service's rows, inside the deleting transaction. */
+export type SessionsDeletedStep = (tx: Queryable, sessionIds: string[]) => Promise<void>;
+
+/** What every service's handler factory is given: `xxxHandlers(deps)`. */
+export interface ServiceDeps {
+  db: Database;
+  limits: Limits;
+  hub: NotifyHub;
+  /** How often an idle stream sends progress. */
+  progressIntervalMs: number;
+  /** Every other service's step when sessions are deleted (wired in server.ts). */
+  sessionCascade: SessionsDeletedStep[];
+}
 
 export interface CallContext extends CallScope {
   signal: AbortSignal;
@@ -34,6 +49,8 @@ export type ServiceHandlers<S extends AnyDefinition> = {
 };
 
 type StreamCall = grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>;
+/** What every kind of server call has (grpc-js's common base, ServerSurfaceCall, is not exported). */
+type AnyCall = NodeJS.EventEmitter & { getDeadline(): grpc.Deadline };
 
 /** Live streaming calls, so shutdown can stop their work and end them with UNAVAILABLE. */
 export class StreamRegistry {
@@ -63,7 +80,7 @@ function methodName(path: string): string {
 }
 
 /** Aborts on client cancellation, when the call's deadline passes, or on `abort` (shutdown). */
-function callSignal(call: ServerSurfaceCall): { signal: AbortSignal; dispose: () => void; abort: () => void } {
+function callSignal(call: AnyCall): { signal: AbortSignal; dispose: () => void; abort: () => void } {
   const controller = new AbortController();
   const onCancelled = () => controller.abort({ kind: "cancelled" } satisfies AbortReason);
   call.once("cancelled", onCancelled);

@@ -3,14 +3,16 @@
 // rows are inserted and cannot be replayed against another filter.
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
-import { invalidField, invalidPageToken } from "../errors.js";
+import { invalidPageToken } from "../errors.js";
+import type { Violations } from "./validate.js";
 
 export const DEFAULT_PAGE_SIZE = 50;
 export const MAX_PAGE_SIZE = 1000;
 
-export function pageSize(requested: number, field = "page_size"): number {
-  if (requested < 0) throw invalidField(field, "must not be negative");
-  if (requested === 0) return DEFAULT_PAGE_SIZE;
+/** The page size to use: the default for 0, clamped to the maximum; negative is a violation. */
+export function pageSize(v: Violations, requested: number): number {
+  if (requested < 0) v.add("page_size", "must not be negative");
+  if (requested <= 0) return DEFAULT_PAGE_SIZE;
   return Math.min(requested, MAX_PAGE_SIZE);
 }
 
@@ -31,8 +33,14 @@ export function encodePageToken(filter: unknown, key: unknown[]): string {
   return Buffer.from(JSON.stringify(body)).toString("base64url");
 }
 
-/** The keyset of a page token, or undefined for the first page. */
-export function decodePageToken(token: string, filter: unknown): unknown[] | undefined {
+type KeyPart = "string" | "number";
+type KeyOf<S extends readonly KeyPart[]> = { [I in keyof S]: S[I] extends "string" ? string : number };
+
+/**
+ * The keyset of a page token, typed by `shape` (e.g. ["string", "string"]
+ * for a time and an id), or undefined for the first page.
+ */
+export function decodePageToken<const S extends readonly KeyPart[]>(token: string, filter: unknown, shape: S): KeyOf<S> | undefined {
   if (token === "") return undefined;
   let body: TokenBody;
   try {
@@ -42,7 +50,11 @@ export function decodePageToken(token: string, filter: unknown): unknown[] | und
   }
   if (typeof body?.f !== "string" || !Array.isArray(body.k)) throw invalidPageToken("is not a token this server issued");
   if (body.f !== fingerprint(filter)) throw invalidPageToken("was issued for a different filter or order_by");
-  return body.k;
+  const key = body.k;
+  if (key.length !== shape.length || !shape.every((type, i) => typeof key[i] === type)) {
+    throw invalidPageToken("is not a token this server issued");
+  }
+  return key as KeyOf<S>;
 }
 
 /**

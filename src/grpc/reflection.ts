@@ -4,7 +4,7 @@
 // dependencies, so reflection-only clients (grpcurl, grpcio) can resolve
 // well-known types such as Struct and Timestamp. (@grpc/reflection 1.0.x
 // drops the dependencies, which breaks exactly those clients.)
-import type * as grpc from "@grpc/grpc-js";
+import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   type DescriptorProto,
@@ -19,9 +19,6 @@ import {
   type ServerReflectionResponse,
 } from "@cairn/client/gen/grpc/reflection/v1/reflection";
 import { ServerReflectionService as ReflectionV1Alpha } from "@cairn/client/gen/grpc/reflection/v1alpha/reflection";
-
-const NOT_FOUND = 5;
-const INVALID_ARGUMENT = 3;
 
 export class DescriptorIndex {
   private readonly files = new Map<string, FileDescriptorProto>();
@@ -82,7 +79,7 @@ function answer(index: DescriptorIndex, services: string[], request: ServerRefle
     ({ $case: "errorResponse", value: { errorCode, errorMessage } }) as const;
   const files = (fileName: string | undefined, what: string) => {
     const found = fileName ? index.fileWithDependencies(fileName) : undefined;
-    if (!found) return error(NOT_FOUND, `${what} not found`);
+    if (!found) return error(grpc.status.NOT_FOUND, `${what} not found`);
     return { $case: "fileDescriptorResponse", value: { fileDescriptorProto: found.map((b) => Buffer.from(b)) } } as const;
   };
   const req = request.messageRequest;
@@ -95,12 +92,12 @@ function answer(index: DescriptorIndex, services: string[], request: ServerRefle
       return files(index.fileOfSymbol(req.value), `symbol ${req.value}`);
     case "fileContainingExtension":
       // Cairn's protos declare no extensions.
-      return error(NOT_FOUND, `extension ${req.value.extensionNumber} of ${req.value.containingType} not found`);
+      return error(grpc.status.NOT_FOUND, `extension ${req.value.extensionNumber} of ${req.value.containingType} not found`);
     case "allExtensionNumbersOfType":
-      if (!index.hasMessage(req.value)) return error(NOT_FOUND, `type ${req.value} not found`);
+      if (!index.hasMessage(req.value)) return error(grpc.status.NOT_FOUND, `type ${req.value} not found`);
       return { $case: "allExtensionNumbersResponse", value: { baseTypeName: req.value, extensionNumber: [] } };
     default:
-      return error(INVALID_ARGUMENT, "empty reflection request");
+      return error(grpc.status.INVALID_ARGUMENT, "empty reflection request");
   }
 }
 

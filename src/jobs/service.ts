@@ -1,35 +1,26 @@
-// JobService handlers: validate, convert, call the store; LeaseJobs waits
-// on LISTEN/NOTIFY (with a polling backstop), StreamJobs keeps at most
-// max_in_flight leases and gives them back when its client goes away.
-import { EventEmitter } from "node:events";
-import {
-  type EnqueueJobRequest,
-  type Job,
-  JobServiceService,
-  JobState,
-} from "@cairn/client";
+// JobService handlers: validate, convert wire <-> record, call the store.
+// Enqueueing is in enqueue.ts, waiting for work (LeaseJobs' wait, the
+// StreamJobs loop) in leasing.ts, the SQL in store.ts. The factory is the
+// union of four small groups (enqueue, lease, finish, manage) so that no
+// function grows past a screen.
+import { type Duration, type EnqueueJobRequest, type Job, JobServiceService, JobState } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
-import { requestHash } from "../db/idempotency.js";
-import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
-import { invalidPageToken } from "../errors.js";
+import { idempotency } from "../db/idempotency.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
-import type { CallContext, ServiceHandlers } from "../grpc/handlers.js";
+import { enumCodec } from "../grpc/enums.js";
+import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
 import { Violations, checkBatchSize, checkDocument, checkId, checkText, checkUnique } from "../grpc/validate.js";
-import type { JobEnqueue, JobRecord, JobStateName, JobStore, Lease } from "./store.js";
+import { enqueueAll, JobEnqueuer } from "./enqueue.js";
+import { FinishedLeases, leaseWithWait, streamLeases } from "./leasing.js";
+import * as store from "./store.js";
+import type { JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
 
-export interface JobServiceOptions {
-  limits: Limits;
-  hub: NotifyHub;
-}
-
-const STATES: JobStateName[] = ["SCHEDULED", "AVAILABLE", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "CANCELLED"];
+const JOB_STATES = enumCodec<JobState, JobStateName>(JobState, "JOB_STATE_");
 const DEFAULTS = { maxAttempts: 5, initialMs: 1_000, maxMs: 3_600_000, multiplier: 2, leaseMs: 30_000 };
 const MAX_WAIT_MS = 60_000;
-/** Re-check for work this often even without a notification (missed NOTIFY, due scheduled jobs). */
-const BACKSTOP_MS = 1_000;
 const MAX_LEASE_MS = 24 * 3600 * 1000;
 
 const ms = (micros: number) => Math.ceil(micros / 1000);
@@ -40,7 +31,7 @@ function toWire(j: JobRecord): Job {
     jobId: j.jobId,
     queue: j.queue,
     payload: j.payload,
-    state: (STATES.indexOf(j.state) + 1) as JobState,
+    state: JOB_STATES.toWire(j.state),
     priority: j.priority,
     runTime: timestampFromIso(j.runTime),
     attempt: j.attempt,
@@ -60,10 +51,17 @@ function toWire(j: JobRecord): Job {
 
 const toWireLease = (l: Lease) => ({ job: toWire(l.job), leaseToken: l.leaseToken });
 
-function durationMs(v: Violations, field: string, d: { seconds: number; nanos: number } | undefined, fallback: number, allowZero = false): number {
+function durationMs(v: Violations, field: string, d: Duration | undefined, fallback: number, allowZero = false): number {
   if (!d) return fallback;
   if (allowZero && d.seconds === 0 && d.nanos === 0) return 0;
   return ms(v.collect(() => positiveDurationMicros(d, field)) ?? 0) || fallback;
+}
+
+/** lease_duration as LeaseJobs, StreamJobs and ExtendLease all take it: 30 s when unset, at most 24 h. */
+function leaseDurationMs(v: Violations, d: Duration | undefined): number {
+  const leaseMs = durationMs(v, "lease_duration", d, DEFAULTS.leaseMs);
+  if (leaseMs > MAX_LEASE_MS) v.add("lease_duration", "must be at most 24 h");
+  return leaseMs;
 }
 
 function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits: Limits): JobEnqueue {
@@ -98,8 +96,7 @@ function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits
       dedupeKey: job.dedupeKey || null,
       sessionId: job.sessionId,
     },
-    requestId: request.requestId,
-    requestHash: request.requestId ? requestHash({ job }) : "",
+    idempotency: idempotency(request.requestId, () => ({ job })),
   };
 }
 
@@ -109,71 +106,33 @@ function checkLease(v: Violations, at: string, jobId: string, token: string): vo
   if (!UUID.test(token)) v.add(`${at}lease_token`, "must be the lease_token of a lease");
 }
 
-export function jobHandlers(store: JobStore, options: JobServiceOptions): ServiceHandlers<typeof JobServiceService> {
-  const { limits, hub } = options;
-  /** Local news of finished leases, so a StreamJobs on this replica refills at once. */
-  const finished = new EventEmitter().setMaxListeners(0);
-  const announce = (jobIds: string[]) => {
-    for (const id of jobIds) finished.emit(id);
-  };
+function checkQueue(queue: string): void {
+  const v = new Violations();
+  checkId(v, "queue", queue, true);
+  v.throwIfAny();
+}
 
-  /** Resolves on a notification for `queue` (registered before the caller's next read), a timeout or an abort. */
-  function waiter(queue: string, signal: AbortSignal) {
-    let notified = false;
-    let wake: () => void = () => {};
-    const remove = hub.listen(CHANNELS.jobs, (payload) => {
-      if (payload === undefined || payload === queue) {
-        notified = true;
-        wake();
-      }
-    });
-    return {
-      async wait(timeoutMs: number): Promise<void> {
-        if (notified || signal.aborted) {
-          notified = false;
-          return;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeoutMs);
-          const done = () => {
-            clearTimeout(timer);
-            signal.removeEventListener("abort", done);
-            resolve();
-          };
-          wake = done;
-          signal.addEventListener("abort", done, { once: true });
-        });
-        notified = false;
-      },
-      /** Wakes the waiter from this process (a local lease finished). */
-      poke: () => {
-        notified = true;
-        wake();
-      },
-      dispose: remove,
-    };
-  }
+function checkJobId(jobId: string): void {
+  const v = new Violations();
+  checkId(v, "job_id", jobId, true);
+  v.throwIfAny();
+}
 
-  async function leaseWithWait(ctx: CallContext, queue: string, workerId: string, max: number, leaseMs: number, waitMs: number) {
-    const until = Date.now() + waitMs;
-    const w = waiter(queue, ctx.signal);
-    try {
-      for (;;) {
-        const leases = await store.lease(ctx, queue, workerId, max, leaseMs);
-        if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted) return leases;
-        await w.wait(Math.min(until - Date.now(), BACKSTOP_MS));
-      }
-    } finally {
-      w.dispose();
-    }
-  }
+type JobHandlers = ServiceHandlers<typeof JobServiceService>;
 
+export function jobHandlers(deps: ServiceDeps): JobHandlers {
+  const finished = new FinishedLeases();
+  return { ...enqueueHandlers(deps), ...leaseHandlers(deps, finished), ...finishHandlers(deps, finished), ...manageHandlers(deps, finished) };
+}
+
+function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueueJob" | "batchEnqueueJobs"> {
+  const enqueuer = new JobEnqueuer(db);
   return {
     async enqueueJob(request, ctx) {
       const v = new Violations();
       const e = toEnqueue(v, request, "", limits);
       v.throwIfAny();
-      const out = await store.enqueueOne(ctx, e);
+      const out = await enqueuer.enqueue(ctx, e);
       return { job: toWire(out.job), deduplicated: out.deduplicated };
     },
 
@@ -181,21 +140,27 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
       const v = new Violations();
       checkBatchSize(v, "requests", request.requests.length, limits);
       const enqueues = request.requests.map((r, i) => toEnqueue(v, r, `requests[${i}].`, limits));
+      // Only ids the client gave: generated ones are unique anyway.
+      checkUnique(v, "requests", request.requests.map((r) => r.job?.jobId ?? ""), ".job.job_id");
       v.throwIfAny();
-      return { jobs: (await store.enqueueAll(ctx, enqueues)).map((o) => toWire(o.job)) };
+      return { jobs: (await enqueueAll(db.on(ctx), enqueues)).map((o) => toWire(o.job)) };
     },
+  };
+}
 
+function leaseHandlers({ db, hub }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, "leaseJobs" | "streamJobs" | "extendLease"> {
+  return {
     async leaseJobs(request, ctx) {
       const v = new Violations();
       checkId(v, "queue", request.queue, true);
       checkText(v, "worker_id", request.workerId, 128);
       if (request.maxJobs < 1 || request.maxJobs > 1000) v.add("max_jobs", "must be 1..1000");
-      const leaseMs = durationMs(v, "lease_duration", request.leaseDuration, DEFAULTS.leaseMs);
-      if (leaseMs > MAX_LEASE_MS) v.add("lease_duration", "must be at most 24 h");
+      const leaseMs = leaseDurationMs(v, request.leaseDuration);
       const waitMs = durationMs(v, "wait", request.wait, 0, true);
       if (waitMs > MAX_WAIT_MS) v.add("wait", "must be at most 60 s");
       v.throwIfAny();
-      const leases = await leaseWithWait(ctx, request.queue, request.workerId, request.maxJobs, leaseMs, waitMs);
+      const r = { queue: request.queue, workerId: request.workerId, leaseMs };
+      const leases = await leaseWithWait({ db, hub }, ctx, r, request.maxJobs, waitMs);
       return { leases: leases.map(toWireLease) };
     },
 
@@ -204,49 +169,32 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
       checkId(v, "queue", request.queue, true);
       checkText(v, "worker_id", request.workerId, 128);
       if (request.maxInFlight < 1 || request.maxInFlight > 1000) v.add("max_in_flight", "must be 1..1000");
-      const leaseMs = durationMs(v, "lease_duration", request.leaseDuration, DEFAULTS.leaseMs);
+      const leaseMs = leaseDurationMs(v, request.leaseDuration);
       v.throwIfAny();
-      const held = new Map<string, string>();
-      const w = waiter(request.queue, ctx.signal);
-      const onFinished = () => w.poke();
-      try {
-        while (!ctx.signal.aborted) {
-          if (held.size > 0) {
-            const still = await store.heldLeases(ctx, [...held].map(([jobId, token]) => ({ jobId, token })));
-            for (const jobId of [...held.keys()]) {
-              if (!still.has(jobId)) {
-                held.delete(jobId);
-                finished.removeListener(jobId, onFinished);
-              }
-            }
-          }
-          const room = request.maxInFlight - held.size;
-          const leases = room > 0 ? await store.lease(ctx, request.queue, request.workerId, room, leaseMs) : [];
-          // Held before any is written: if the client leaves mid-batch, the
-          // whole batch is given back, not only the leases it received.
-          for (const lease of leases) {
-            held.set(lease.job.jobId, lease.leaseToken);
-            finished.once(lease.job.jobId, onFinished);
-          }
-          for (const lease of leases) await writeMessage(call, toWireLease(lease), ctx.signal);
-          if (room > 0 && leases.length === room) continue;
-          await w.wait(BACKSTOP_MS);
-        }
-      } finally {
-        w.dispose();
-        for (const jobId of held.keys()) finished.removeListener(jobId, onFinished);
-        // The client went away: its unfinished leases go back to the queue.
-        await store.release({}, [...held].map(([jobId, token]) => ({ jobId, token }))).catch(() => {});
-      }
+      const r = { queue: request.queue, workerId: request.workerId, leaseMs };
+      await streamLeases({ db, hub, finished }, ctx, r, request.maxInFlight, (l) => writeMessage(call, toWireLease(l), ctx.signal));
     },
 
+    async extendLease(request, ctx) {
+      const v = new Violations();
+      checkLease(v, "", request.jobId, request.leaseToken);
+      const leaseMs = leaseDurationMs(v, request.leaseDuration);
+      v.throwIfAny();
+      return toWire(await store.extend(db.on(ctx), request.jobId, request.leaseToken, leaseMs));
+    },
+  };
+}
+
+/** Fenced by the lease token; each finish is announced so a local StreamJobs refills at once. */
+function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, "completeJob" | "batchCompleteJobs" | "failJob"> {
+  return {
     async completeJob(request, ctx) {
       const v = new Violations();
       checkLease(v, "", request.jobId, request.leaseToken);
       checkDocument(v, "result", request.result, limits);
       v.throwIfAny();
-      const job = await store.complete(ctx, request.jobId, request.leaseToken, request.result ?? null);
-      announce([job.jobId]);
+      const job = await store.complete(db.on(ctx), request.jobId, request.leaseToken, request.result ?? null);
+      finished.announce([job.jobId]);
       return toWire(job);
     },
 
@@ -257,18 +205,11 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
         checkLease(v, `requests[${i}].`, r.jobId, r.leaseToken);
         checkDocument(v, `requests[${i}].result`, r.result, limits);
       });
-      checkUnique(
-        v,
-        "requests",
-        request.requests.map((r) => r.jobId),
-        ".job_id",
-      );
+      checkUnique(v, "requests", request.requests.map((r) => r.jobId), ".job_id");
       v.throwIfAny();
-      const results = await store.completeMany(
-        ctx,
-        request.requests.map((r) => ({ jobId: r.jobId, token: r.leaseToken, result: r.result ?? null })),
-      );
-      announce(results.filter((r) => r.ok).map((r) => r.jobId));
+      const items = request.requests.map((r) => ({ jobId: r.jobId, token: r.leaseToken, result: r.result ?? null }));
+      const results = await store.completeMany(db.on(ctx), items);
+      finished.announce(results.filter((r) => r.ok).map((r) => r.jobId));
       return { results };
     },
 
@@ -279,93 +220,68 @@ export function jobHandlers(store: JobStore, options: JobServiceOptions): Servic
       checkDocument(v, "error.details", request.error?.details, limits);
       const retryAfterMs = request.retryAfter ? durationMs(v, "retry_after", request.retryAfter, 0, true) : null;
       v.throwIfAny();
-      const job = await store.fail(
-        ctx,
-        request.jobId,
-        request.leaseToken,
-        { message: request.error?.message ?? "", details: request.error?.details ?? null },
-        request.retry ?? true,
-        retryAfterMs,
-      );
-      announce([job.jobId]);
+      const error = { message: request.error?.message ?? "", details: request.error?.details ?? null };
+      const job = await store.fail(db.on(ctx), request.jobId, request.leaseToken, error, request.retry ?? true, retryAfterMs);
+      finished.announce([job.jobId]);
       return toWire(job);
     },
+  };
+}
 
-    async extendLease(request, ctx) {
-      const v = new Violations();
-      checkLease(v, "", request.jobId, request.leaseToken);
-      const leaseMs = durationMs(v, "lease_duration", request.leaseDuration, DEFAULTS.leaseMs);
-      if (leaseMs > MAX_LEASE_MS) v.add("lease_duration", "must be at most 24 h");
-      v.throwIfAny();
-      return toWire(await store.extend(ctx, request.jobId, request.leaseToken, leaseMs));
-    },
+type Managing = "cancelJob" | "retryJob" | "getJob" | "listJobs" | "getQueueStats" | "pauseQueue" | "resumeQueue";
 
+function manageHandlers({ db }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, Managing> {
+  return {
     async cancelJob(request, ctx) {
-      const v = new Violations();
-      checkId(v, "job_id", request.jobId, true);
-      v.throwIfAny();
-      const job = await store.cancel(ctx, request.jobId);
-      announce([job.jobId]);
+      checkJobId(request.jobId);
+      const job = await store.cancel(db.on(ctx), request.jobId);
+      finished.announce([job.jobId]);
       return toWire(job);
     },
 
     async retryJob(request, ctx) {
-      const v = new Violations();
-      checkId(v, "job_id", request.jobId, true);
-      v.throwIfAny();
-      return toWire(await store.retry(ctx, request.jobId));
+      checkJobId(request.jobId);
+      return toWire(await store.retry(db.on(ctx), request.jobId));
     },
 
     async getJob(request, ctx) {
-      const v = new Violations();
-      checkId(v, "job_id", request.jobId, true);
-      v.throwIfAny();
-      return toWire(await store.get(ctx, request.jobId));
+      checkJobId(request.jobId);
+      return toWire(await store.get(db.on(ctx), request.jobId));
     },
 
     async listJobs(request, ctx) {
       const v = new Violations();
       checkId(v, "queue", request.queue, false);
-      const states = request.states.map((s, i) => {
-        const name = STATES[s - 1];
-        if (!name) v.add(`states[${i}]`, "must be a JobState other than JOB_STATE_UNSPECIFIED");
-        return name!;
-      });
-      const limit = pageSize(request.pageSize);
+      const states = request.states.map((s, i) => JOB_STATES.parse(v, `states[${i}]`, s));
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
-      const bound = { queue: request.queue, states: [...new Set(states)].sort() };
-      const key = decodePageToken(request.pageToken, bound);
-      if (key && (typeof key[0] !== "string" || typeof key[1] !== "string")) throw invalidPageToken("is not a token this server issued");
-      const rows = await store.list(ctx, request.queue || null, bound.states, limit + 1, key ? { time: key[0] as string, jobId: key[1] as string } : undefined);
+      const bound = { queue: request.queue, states: [...new Set(states as JobStateName[])].sort() };
+      const key = decodePageToken(request.pageToken, bound, ["string", "string"]);
+      const after = key ? { time: key[0], jobId: key[1] } : undefined;
+      const rows = await store.list(db.on(ctx), request.queue || null, bound.states, limit + 1, after);
       const { page, nextPageToken } = paginate(rows, limit, bound, (j) => [j.createTime, j.jobId]);
       return { jobs: page.map(toWire), nextPageToken };
     },
 
     async getQueueStats(request, ctx) {
-      const v = new Violations();
-      checkId(v, "queue", request.queue, true);
-      v.throwIfAny();
-      const stats = await store.stats(ctx, request.queue);
+      checkQueue(request.queue);
+      const stats = await store.stats(db.on(ctx), request.queue);
       return {
-        counts: Object.fromEntries(Object.entries(stats.counts).map(([state, n]) => [`JOB_STATE_${state}`, n])),
+        counts: Object.fromEntries(Object.entries(stats.counts).map(([state, n]) => [JOB_STATES.fullName(state as JobStateName), n])),
         oldestAvailableTime: timestampFromIso(stats.oldestAvailable),
         paused: stats.paused,
       };
     },
 
     async pauseQueue(request, ctx) {
-      const v = new Violations();
-      checkId(v, "queue", request.queue, true);
-      v.throwIfAny();
-      await store.setPaused(ctx, request.queue, true);
+      checkQueue(request.queue);
+      await store.setPaused(db.on(ctx), request.queue, true);
       return {};
     },
 
     async resumeQueue(request, ctx) {
-      const v = new Violations();
-      checkId(v, "queue", request.queue, true);
-      v.throwIfAny();
-      await store.setPaused(ctx, request.queue, false);
+      checkQueue(request.queue);
+      await store.setPaused(db.on(ctx), request.queue, false);
       return {};
     },
   };

@@ -2,28 +2,19 @@
 // the change log with the same catch-up-then-live machinery as traces.
 import { type Entry, KeyValueServiceService, type PutRequest, WatchEventType, type WatchResponse } from "@cairn/client";
 import type { Limits } from "../config.js";
-import type { NotifyHub } from "../db/notify-hub.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
-import { invalidPageToken, notFound } from "../errors.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
-import type { ServiceHandlers } from "../grpc/handlers.js";
+import { enumCodec } from "../grpc/enums.js";
+import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
 import { Violations, checkBatchSize, checkId, checkUnique, jsonByteLength } from "../grpc/validate.js";
-import type { ChangeType, EntryRecord, KeyValueStore, KvValue, PutItem } from "./store.js";
+import * as store from "./store.js";
+import type { ChangeType, EntryRecord, KvValue } from "./store.js";
+import { type PutItem, WriteBatcher, putAll } from "./writes.js";
 
-export interface KeyValueServiceOptions {
-  limits: Limits;
-  hub: NotifyHub;
-  progressIntervalMs: number;
-}
-
-const WATCH_TYPES: Record<ChangeType, WatchEventType> = {
-  PUT: WatchEventType.WATCH_EVENT_TYPE_PUT,
-  DELETE: WatchEventType.WATCH_EVENT_TYPE_DELETE,
-  EXPIRE: WatchEventType.WATCH_EVENT_TYPE_EXPIRE,
-};
+const WATCH_EVENT_TYPES = enumCodec<WatchEventType, ChangeType>(WatchEventType, "WATCH_EVENT_TYPE_");
 
 function toWire(e: EntryRecord): Entry {
   return {
@@ -95,23 +86,23 @@ function checkKeys(v: Violations, keys: string[], limits: Limits): void {
   keys.forEach((k, i) => checkKey(v, `keys[${i}]`, k, limits));
 }
 
-export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceOptions): ServiceHandlers<typeof KeyValueServiceService> {
-  const { limits } = options;
+export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyValueServiceService> {
+  const { db, limits } = deps;
+  const reads = new store.EntryReads(db);
+  const writes = new WriteBatcher(db);
   return {
     async get(request, ctx) {
       const v = new Violations();
       checkKey(v, "key", request.key, limits);
       v.throwIfAny();
-      const entry = await store.get(ctx, request.key);
-      if (!entry) throw notFound("entry", request.key);
-      return toWire(entry);
+      return toWire(await reads.get(ctx, request.key));
     },
 
     async put(request, ctx) {
       const v = new Violations();
       const item = toPutItem(v, request, "", limits);
       v.throwIfAny();
-      return toWire(await store.putOne(ctx, item));
+      return toWire(await writes.put(ctx, item));
     },
 
     async delete(request, ctx) {
@@ -119,18 +110,17 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       checkKey(v, "key", request.key, limits);
       checkExpectedVersion(v, "expected_version", request.expectedVersion);
       v.throwIfAny();
-      return { deleted: await store.delete(ctx, request.key, request.expectedVersion) };
+      return { deleted: await store.deleteEntry(db.on(ctx), request.key, request.expectedVersion) };
     },
 
     async list(request, ctx) {
       const v = new Violations();
       checkKey(v, "prefix", request.prefix, limits, true);
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
       const bound = { prefix: request.prefix, keysOnly: request.keysOnly };
-      const [afterKey] = decodePageToken(request.pageToken, bound) ?? [null];
-      if (afterKey !== null && typeof afterKey !== "string") throw invalidPageToken("is not a token this server issued");
-      const rows = await store.list(ctx, request.prefix, afterKey, limit + 1, request.keysOnly);
+      const [afterKey] = decodePageToken(request.pageToken, bound, ["string"]) ?? [null];
+      const rows = await store.list(db.on(ctx), request.prefix, afterKey, limit + 1, request.keysOnly);
       const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.key]);
       return { entries: page.map(toWire), nextPageToken };
     },
@@ -139,7 +129,7 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       const v = new Violations();
       checkKeys(v, request.keys, limits);
       v.throwIfAny();
-      const found = await store.readEntries(ctx, [...new Set(request.keys)]);
+      const found = await store.readEntries(db.on(ctx), [...new Set(request.keys)]);
       return { entries: request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i).map((k) => toWire(found.get(k)!)) };
     },
 
@@ -154,14 +144,14 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
         ".entry.key",
       );
       v.throwIfAny();
-      return { entries: (await store.putAll(ctx, items)).map(toWire) };
+      return { entries: (await putAll(db.on(ctx), items)).map(toWire) };
     },
 
     async batchDelete(request, ctx) {
       const v = new Violations();
       checkKeys(v, request.keys, limits);
       v.throwIfAny();
-      return { deletedCount: await store.batchDelete(ctx, [...new Set(request.keys)]) };
+      return { deletedCount: await store.deleteEntries(db.on(ctx), [...new Set(request.keys)]) };
     },
 
     async increment(request, ctx) {
@@ -170,11 +160,11 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       if (!Number.isSafeInteger(request.delta)) v.add("delta", "must be an integer within ±2^53");
       const ttl = ttlMicros(v, "ttl", request.ttl);
       v.throwIfAny();
-      return toWire(await store.increment(ctx, request.key, request.delta, ttl));
+      return toWire(await writes.increment(ctx, request.key, request.delta, ttl));
     },
 
     async purgeExpired(_request, ctx) {
-      return { deletedCount: await store.purgeExpired(ctx) };
+      return { deletedCount: await store.purgeExpired(db.on(ctx)) };
     },
 
     async watch(request, call, ctx) {
@@ -182,21 +172,22 @@ export function keyValueHandlers(store: KeyValueStore, options: KeyValueServiceO
       checkKey(v, "prefix", request.prefix, limits, true);
       if (request.startRevision < 0) v.add("start_revision", "must not be negative (0 means: from now on)");
       v.throwIfAny();
+      const q = db.on(ctx);
       const send = (message: WatchResponse) => writeMessage(call, message, ctx.signal);
       await tail({
         from: request.startRevision === 0 ? "now" : request.startRevision,
-        readHead: async () => (await store.revisions(ctx)).last,
-        readPage: (cursor) => store.readChanges(ctx, cursor, request.prefix),
+        readHead: async () => (await store.revisions(q)).last,
+        readPage: (cursor) => store.readChanges(q, cursor, request.prefix),
         deliver: (change) =>
           send({
             message: {
               $case: "event",
-              value: { type: WATCH_TYPES[change.type], entry: toWire(change.entry), revision: change.revision },
+              value: { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWire(change.entry), revision: change.revision },
             },
           }),
         progress: (revision) => send({ message: { $case: "progress", value: { revision } } }),
-        onWake: (listener) => options.hub.listen(CHANNELS.keyValueChanges, listener),
-        progressIntervalMs: options.progressIntervalMs,
+        onWake: (listener) => deps.hub.listen(CHANNELS.keyValueChanges, listener),
+        progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,
       });
     },

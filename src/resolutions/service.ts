@@ -7,21 +7,17 @@ import {
 } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
-import { requestHash } from "../db/idempotency.js";
-import { isoToEpochMicros } from "../db/time.js";
-import { invalidPageToken } from "../errors.js";
+import { idempotency } from "../db/idempotency.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
-import type { ServiceHandlers } from "../grpc/handlers.js";
+import { enumCodec } from "../grpc/enums.js";
+import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
 import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
-import type { DecisionName, ResolutionCreate, ResolutionFilter, ResolutionRecord, ResolutionStore } from "./store.js";
+import { isoToEpochMicros } from "../time.js";
+import * as store from "./store.js";
+import type { DecisionName, ResolutionCreate, ResolutionFilter, ResolutionRecord } from "./store.js";
 
-const DECISIONS = new Map<Decision, DecisionName>([
-  [Decision.DECISION_ALLOW, "ALLOW"],
-  [Decision.DECISION_DENY, "DENY"],
-  [Decision.DECISION_PARTIAL, "PARTIAL"],
-]);
-const DECISION_ENUMS = new Map([...DECISIONS].map(([wire, name]) => [name, wire]));
+const DECISIONS = enumCodec<Decision, DecisionName>(Decision, "DECISION_");
 
 function toWire(r: ResolutionRecord): Resolution {
   return {
@@ -29,7 +25,7 @@ function toWire(r: ResolutionRecord): Resolution {
     requestId: r.requestId,
     agentId: r.agentId,
     sessionId: r.sessionId,
-    decision: DECISION_ENUMS.get(r.decision)!,
+    decision: DECISIONS.toWire(r.decision),
     contextBlocks: r.contextBlocks,
     allowedActions: r.allowedActions,
     deniedActions: r.deniedActions,
@@ -38,12 +34,6 @@ function toWire(r: ResolutionRecord): Resolution {
     createTime: timestampFromIso(r.createTime),
     expireTime: timestampFromIso(r.expireTime),
   };
-}
-
-function decisionName(v: Violations, field: string, decision: Decision): DecisionName | undefined {
-  const name = DECISIONS.get(decision);
-  if (!name) v.add(field, "must be one of DECISION_ALLOW, DECISION_DENY, DECISION_PARTIAL");
-  return name;
 }
 
 function toCreate(v: Violations, request: CreateResolutionRequest, at: string, limits: Limits): ResolutionCreate {
@@ -57,7 +47,7 @@ function toCreate(v: Violations, request: CreateResolutionRequest, at: string, l
   checkId(v, `${at}resolution.agent_id`, r.agentId, true);
   checkId(v, `${at}resolution.session_id`, r.sessionId, true);
   checkId(v, `${at}request_id`, request.requestId, false);
-  const decision = decisionName(v, `${at}resolution.decision`, r.decision);
+  const decision = DECISIONS.parse(v, `${at}resolution.decision`, r.decision);
   const documents = {
     context_blocks: r.contextBlocks,
     allowed_actions: r.allowedActions,
@@ -86,25 +76,18 @@ function toCreate(v: Violations, request: CreateResolutionRequest, at: string, l
     },
     ttlMicros,
     expireTime,
-    idempotencyKey: request.requestId,
-    requestHash: request.requestId ? requestHash({ resolution: r, ttl: request.ttl ?? null }) : "",
+    idempotency: idempotency(request.requestId, () => ({ resolution: r, ttl: request.ttl ?? null })),
   };
 }
 
-function cursor(key: unknown[] | undefined): { time: string; resolutionId: string } | undefined {
-  if (!key) return undefined;
-  const [time, resolutionId] = key;
-  if (typeof time !== "string" || typeof resolutionId !== "string") throw invalidPageToken("is not a token this server issued");
-  return { time, resolutionId };
-}
-
-export function resolutionHandlers(store: ResolutionStore, limits: Limits): ServiceHandlers<typeof ResolutionServiceService> {
+export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof ResolutionServiceService> {
+  const { db, limits } = deps;
   return {
     async createResolution(request, ctx) {
       const v = new Violations();
       const create = toCreate(v, request, "", limits);
       v.throwIfAny();
-      const [created] = await store.createResolutions(ctx, [create]);
+      const [created] = await store.createResolutions(db.on(ctx), [create]);
       return toWire(created!);
     },
 
@@ -118,14 +101,14 @@ export function resolutionHandlers(store: ResolutionStore, limits: Limits): Serv
         request.requests.map((r) => r.resolution?.resolutionId ?? ""),
       );
       v.throwIfAny();
-      return { resolutions: (await store.createResolutions(ctx, creates)).map(toWire) };
+      return { resolutions: (await store.createResolutions(db.on(ctx), creates)).map(toWire) };
     },
 
     async getResolution(request, ctx) {
       const v = new Violations();
       checkId(v, "resolution_id", request.resolutionId, true);
       v.throwIfAny();
-      return toWire(await store.getResolution(ctx, request.resolutionId));
+      return toWire(await store.getResolution(db.on(ctx), request.resolutionId));
     },
 
     async listResolutions(request, ctx) {
@@ -133,10 +116,10 @@ export function resolutionHandlers(store: ResolutionStore, limits: Limits): Serv
       checkId(v, "agent_id", request.agentId, false);
       checkId(v, "session_id", request.sessionId, false);
       checkId(v, "request_id", request.requestId, false);
-      const decisions = request.decisions.map((d, i) => decisionName(v, `decisions[${i}]`, d)).filter((d) => d !== undefined);
+      const decisions = request.decisions.map((d, i) => DECISIONS.parse(v, `decisions[${i}]`, d)).filter((d) => d !== undefined);
       const createdAfter = v.collect(() => isoFromTimestamp(request.createdAfter, "created_after"));
       const createdBefore = v.collect(() => isoFromTimestamp(request.createdBefore, "created_before"));
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
       const filter: ResolutionFilter = {
         agentId: request.agentId || null,
@@ -147,7 +130,9 @@ export function resolutionHandlers(store: ResolutionStore, limits: Limits): Serv
         createdBefore,
         includeExpired: request.includeExpired,
       };
-      const rows = await store.listResolutions(ctx, filter, limit + 1, cursor(decodePageToken(request.pageToken, filter)));
+      const after = decodePageToken(request.pageToken, filter, ["string", "string"]);
+      const before = after && { time: after[0], resolutionId: after[1] };
+      const rows = await store.listResolutions(db.on(ctx), filter, limit + 1, before);
       const { page, nextPageToken } = paginate(rows, limit, filter, (r) => [r.createTime, r.resolutionId]);
       return { resolutions: page.map(toWire), nextPageToken };
     },
@@ -156,12 +141,12 @@ export function resolutionHandlers(store: ResolutionStore, limits: Limits): Serv
       const v = new Violations();
       checkId(v, "resolution_id", request.resolutionId, true);
       v.throwIfAny();
-      await store.deleteResolution(ctx, request.resolutionId);
+      await store.deleteResolution(db.on(ctx), request.resolutionId);
       return {};
     },
 
     async purgeExpiredResolutions(_request, ctx) {
-      return { deletedCount: await store.purgeExpired(ctx) };
+      return { deletedCount: await store.purgeExpired(db.on(ctx)) };
     },
   };
 }

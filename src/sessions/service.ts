@@ -11,10 +11,10 @@ import {
 } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
-import { requestHash } from "../db/idempotency.js";
-import { invalidPageToken } from "../errors.js";
+import { idempotency } from "../db/idempotency.js";
 import { durationFromMicros, isoFromTimestamp, timestampFromIso } from "../grpc/convert.js";
-import type { ServiceHandlers } from "../grpc/handlers.js";
+import { enumCodec } from "../grpc/enums.js";
+import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
 import {
   Violations,
@@ -25,36 +25,37 @@ import {
   checkText,
   checkUnique,
 } from "../grpc/validate.js";
-import type {
-  MessageRecord,
-  NewMessage,
-  SessionCreate,
-  SessionFilter,
-  SessionOrder,
-  SessionPatch,
-  SessionRecord,
-  SessionStatusName,
-  SessionStore,
+import { appendMessages, listMessages, type MessageRecord, type NewMessage } from "./messages.js";
+import {
+  batchDeleteSessions,
+  batchGetSessions,
+  countSessions,
+  createSessions,
+  deleteSession,
+  listSessions,
+  SessionCalls,
+  sessionStats,
+  type SessionCreate,
+  type SessionFilter,
+  type SessionOrder,
+  type SessionPatch,
+  type SessionRecord,
+  type SessionStatusName,
 } from "./store.js";
 
-const STATUS_NAMES = new Map<SessionStatus, SessionStatusName>([
-  [SessionStatus.SESSION_STATUS_ACTIVE, "ACTIVE"],
-  [SessionStatus.SESSION_STATUS_ENDED, "ENDED"],
-  [SessionStatus.SESSION_STATUS_ERROR, "ERROR"],
-]);
-const STATUS_ENUMS = new Map([...STATUS_NAMES].map(([wire, name]) => [name, wire]));
+const STATUS = enumCodec<SessionStatus, SessionStatusName>(SessionStatus, "SESSION_STATUS_");
 
-export const UPDATE_MASK_PATHS = ["status", "labels", "metadata", "state", "user_id"] as const;
+const UPDATE_MASK_PATHS = ["status", "labels", "metadata", "state", "user_id"] as const;
 type MaskPath = (typeof UPDATE_MASK_PATHS)[number];
 
 const MAX_ROLE_CHARS = 64;
 
-export function toWireSession(record: SessionRecord): Session {
+function toWireSession(record: SessionRecord): Session {
   return {
     sessionId: record.sessionId,
     agentId: record.agentId,
     userId: record.userId,
-    status: STATUS_ENUMS.get(record.status)!,
+    status: STATUS.toWire(record.status),
     labels: record.labels,
     metadata: record.metadata ?? undefined,
     state: record.state ?? undefined,
@@ -76,13 +77,6 @@ function toWireMessage(record: MessageRecord): Message {
   };
 }
 
-function statusName(v: Violations, field: string, status: SessionStatus, unspecifiedMeans?: SessionStatusName) {
-  if (status === SessionStatus.SESSION_STATUS_UNSPECIFIED && unspecifiedMeans) return unspecifiedMeans;
-  const name = STATUS_NAMES.get(status);
-  if (!name) v.add(field, `must be one of ${[...STATUS_ENUMS.keys()].map((s) => `SESSION_STATUS_${s}`).join(", ")}`);
-  return name;
-}
-
 function checkExpectedVersion(v: Violations, field: string, expected: number | undefined): void {
   if (expected !== undefined && expected < 1) v.add(field, "must be a version (1 or more) when set");
 }
@@ -92,7 +86,7 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
   const session = request.session;
   if (!session) {
     v.add(`${at}session`, "is required");
-    return { session: undefined as never, requestId: "", requestHash: "" };
+    return { session: undefined as never, idempotency: null };
   }
   if (request.sessionId !== "" && session.sessionId !== "" && request.sessionId !== session.sessionId) {
     v.add(`${at}session_id`, "differs from session.session_id; set one of them");
@@ -106,7 +100,7 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
   checkLabels(v, `${at}session.labels`, session.labels);
   checkDocument(v, `${at}session.metadata`, session.metadata, limits);
   checkDocument(v, `${at}session.state`, session.state, limits);
-  const status = statusName(v, `${at}session.status`, session.status, "ACTIVE") ?? "ACTIVE";
+  const status = STATUS.parse(v, `${at}session.status`, session.status, "ACTIVE") ?? "ACTIVE";
   return {
     session: {
       sessionId: givenId || uuidv7(),
@@ -117,15 +111,14 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
       metadata: session.metadata ?? null,
       state: session.state ?? null,
     },
-    requestId: request.requestId,
     // The request as sent, minus its request_id: a retry must match it exactly.
-    requestHash: request.requestId ? requestHash({ sessionId: request.sessionId, session }) : "",
+    idempotency: idempotency(request.requestId, () => ({ sessionId: request.sessionId, session })),
   };
 }
 
 function toFilter(v: Violations, filter: WireSessionFilter | undefined, limits: Limits): SessionFilter {
   const f = filter ?? { agentId: "", userId: "", statuses: [], labels: {} };
-  const statuses = f.statuses.map((s, i) => statusName(v, `filter.statuses[${i}]`, s)).filter((s) => s !== undefined);
+  const statuses = f.statuses.map((s, i) => STATUS.parse(v, `filter.statuses[${i}]`, s)).filter((s) => s !== undefined);
   checkDocument(v, "filter.metadata_contains", f.metadataContains, limits);
   checkDocument(v, "filter.state_contains", f.stateContains, limits);
   return {
@@ -150,13 +143,6 @@ function parseOrderBy(v: Violations, orderBy: string): SessionOrder {
   return { column, descending: direction.toLowerCase() === "desc" };
 }
 
-function sessionCursor(key: unknown[] | undefined): { time: string; sessionId: string } | undefined {
-  if (!key) return undefined;
-  const [time, sessionId] = key;
-  if (typeof time !== "string" || typeof sessionId !== "string") throw invalidPageToken("is not a token this server issued");
-  return { time, sessionId };
-}
-
 function toPatch(v: Violations, session: Session, paths: string[]): SessionPatch {
   const fields = new Set<MaskPath>();
   paths.forEach((path, i) => {
@@ -167,7 +153,7 @@ function toPatch(v: Violations, session: Session, paths: string[]): SessionPatch
   const patch: SessionPatch = {};
   if (all || fields.has("status")) {
     // With an empty mask an unset status keeps the current one.
-    patch.status = all && session.status === SessionStatus.SESSION_STATUS_UNSPECIFIED ? undefined : statusName(v, "session.status", session.status);
+    patch.status = all && session.status === SessionStatus.SESSION_STATUS_UNSPECIFIED ? undefined : STATUS.parse(v, "session.status", session.status);
   }
   if (all || fields.has("user_id")) {
     checkId(v, "session.user_id", session.userId, false);
@@ -194,13 +180,15 @@ function toNewMessages(v: Violations, request: AppendMessagesRequest, limits: Li
   });
 }
 
-export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHandlers<typeof SessionServiceService> {
+export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof SessionServiceService> {
+  const { db, limits, sessionCascade } = deps;
+  const calls = new SessionCalls(db);
   return {
     async createSession(request, ctx) {
       const v = new Violations();
       const create = toSessionCreate(v, request, "", limits);
       v.throwIfAny();
-      const [created] = await store.createSessions(ctx, [create]);
+      const [created] = await createSessions(db.on(ctx), [create]);
       return toWireSession(created!);
     },
 
@@ -208,7 +196,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, true);
       v.throwIfAny();
-      return toWireSession(await store.getSession(ctx, request.sessionId));
+      return toWireSession(await calls.get(ctx, request.sessionId));
     },
 
     async updateSession(request, ctx) {
@@ -222,7 +210,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       checkDocument(v, "session.metadata", patch.metadata, limits);
       checkDocument(v, "session.state", patch.state, limits);
       v.throwIfAny();
-      return toWireSession(await store.updateSession(ctx, session.sessionId, patch, request.expectedVersion));
+      return toWireSession(await calls.update(ctx, { sessionId: session.sessionId, patch, expectedVersion: request.expectedVersion }));
     },
 
     async deleteSession(request, ctx) {
@@ -230,7 +218,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       checkId(v, "session_id", request.sessionId, true);
       checkExpectedVersion(v, "expected_version", request.expectedVersion);
       v.throwIfAny();
-      await store.deleteSession(ctx, request.sessionId, request.expectedVersion);
+      await deleteSession(db.on(ctx), request.sessionId, request.expectedVersion, sessionCascade);
       return {};
     },
 
@@ -238,11 +226,12 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       const v = new Violations();
       const filter = toFilter(v, request.filter, limits);
       const order = parseOrderBy(v, request.orderBy);
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
       const bound = { filter, order };
-      const after = sessionCursor(decodePageToken(request.pageToken, bound));
-      const rows = await store.listSessions(ctx, filter, order, limit + 1, after);
+      const key = decodePageToken(request.pageToken, bound, ["string", "string"]);
+      const after = key && { time: key[0], sessionId: key[1] };
+      const rows = await listSessions(db.on(ctx), filter, order, limit + 1, after);
       const { page, nextPageToken } = paginate(rows, limit, bound, (s) => [
         order.column === "create_time" ? s.createTime : s.updateTime,
         s.sessionId,
@@ -254,7 +243,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       const v = new Violations();
       const filter = toFilter(v, request.filter, limits);
       v.throwIfAny();
-      return { count: await store.countSessions(ctx, filter) };
+      return { count: await countSessions(db.on(ctx), filter) };
     },
 
     async batchGetSessions(request, ctx) {
@@ -262,7 +251,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       checkBatchSize(v, "session_ids", request.sessionIds.length, limits);
       request.sessionIds.forEach((id, i) => checkId(v, `session_ids[${i}]`, id, true));
       v.throwIfAny();
-      return { sessions: (await store.batchGetSessions(ctx, request.sessionIds)).map(toWireSession) };
+      return { sessions: (await batchGetSessions(db.on(ctx), request.sessionIds)).map(toWireSession) };
     },
 
     async batchCreateSessions(request, ctx) {
@@ -275,7 +264,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
         request.requests.map((r) => r.sessionId || r.session?.sessionId || ""),
       );
       v.throwIfAny();
-      return { sessions: (await store.createSessions(ctx, creates)).map(toWireSession) };
+      return { sessions: (await createSessions(db.on(ctx), creates)).map(toWireSession) };
     },
 
     async batchDeleteSessions(request, ctx) {
@@ -284,7 +273,7 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       request.sessionIds.forEach((id, i) => checkId(v, `session_ids[${i}]`, id, true));
       checkUnique(v, "session_ids", request.sessionIds);
       v.throwIfAny();
-      await store.batchDeleteSessions(ctx, request.sessionIds);
+      await batchDeleteSessions(db.on(ctx), request.sessionIds, sessionCascade);
       return {};
     },
 
@@ -292,12 +281,10 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       const v = new Violations();
       const filter = toFilter(v, request.filter, limits);
       v.throwIfAny();
-      const stats = await store.sessionStats(ctx, filter);
+      const stats = await sessionStats(db.on(ctx), filter);
       return {
         total: stats.total,
-        byStatus: Object.fromEntries(
-          Object.entries(stats.byStatus).map(([name, count]) => [`SESSION_STATUS_${name}`, count]),
-        ),
+        byStatus: Object.fromEntries(Object.entries(stats.byStatus).map(([name, count]) => [STATUS.fullName(name as SessionStatusName), count])),
         avgDuration: stats.avgDurationMicros === null ? undefined : durationFromMicros(stats.avgDurationMicros),
         oldestActiveCreateTime: timestampFromIso(stats.oldestActiveCreateTime),
       };
@@ -308,19 +295,18 @@ export function sessionHandlers(store: SessionStore, limits: Limits): ServiceHan
       checkId(v, "session_id", request.sessionId, true);
       const messages = toNewMessages(v, request, limits);
       v.throwIfAny();
-      return { messages: (await store.appendMessages(ctx, request.sessionId, messages)).map(toWireMessage) };
+      return { messages: (await appendMessages(db.on(ctx), request.sessionId, messages)).map(toWireMessage) };
     },
 
     async listMessages(request, ctx) {
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, true);
       if (request.afterSequence < 0) v.add("after_sequence", "must not be negative");
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
       const bound = { sessionId: request.sessionId, afterSequence: request.afterSequence };
-      const [lastSequence] = decodePageToken(request.pageToken, bound) ?? [request.afterSequence];
-      if (typeof lastSequence !== "number") throw invalidPageToken("is not a token this server issued");
-      const rows = await store.listMessages(ctx, request.sessionId, lastSequence, limit + 1);
+      const [lastSequence] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
+      const rows = await listMessages(db.on(ctx), request.sessionId, lastSequence, limit + 1);
       const { page, nextPageToken } = paginate(rows, limit, bound, (m) => [m.sequence]);
       return { messages: page.map(toWireMessage), nextPageToken };
     },

@@ -8,33 +8,29 @@ import {
 } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
-import type { NotifyHub } from "../db/notify-hub.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
-import { epochMicrosToIso } from "../db/time.js";
-import { invalidPageToken } from "../errors.js";
 import { writeMessage } from "../grpc/backpressure.js";
 import { isoFromTimestamp, timestampFromIso } from "../grpc/convert.js";
-import type { ServiceHandlers } from "../grpc/handlers.js";
+import { enumCodec } from "../grpc/enums.js";
+import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
 import { Violations, checkBatchSize, checkDocument, checkId, checkText } from "../grpc/validate.js";
-import type { EventFilter, NewTraceEvent, SeverityLevel, TraceEventRecord, TraceStore } from "./store.js";
+import { nowIso } from "../time.js";
+import * as store from "./store.js";
+import type { EventFilter, NewTraceEvent, SeverityName, TraceEventRecord } from "./store.js";
 
 const MAX_EVENT_TYPE_CHARS = 128;
 
-export interface TraceServiceOptions {
-  limits: Limits;
-  hub: NotifyHub;
-  progressIntervalMs: number;
-}
+const SEVERITY = enumCodec<Severity, SeverityName>(Severity, "SEVERITY_");
 
-function toWireEvent(e: TraceEventRecord): TraceEvent {
+function toWire(e: TraceEventRecord): TraceEvent {
   return {
     eventId: e.eventId,
     traceId: e.traceId,
     sessionId: e.sessionId,
     eventType: e.eventType,
-    severity: e.severity as number as Severity,
+    severity: SEVERITY.toWire(e.severity),
     time: timestampFromIso(e.time),
     payload: e.payload,
     sequence: e.sequence,
@@ -45,16 +41,9 @@ function toWireEvent(e: TraceEventRecord): TraceEvent {
   };
 }
 
-function severityLevel(v: Violations, field: string, severity: Severity, unspecified: SeverityLevel | 0): SeverityLevel | 0 {
-  if (severity === Severity.SEVERITY_UNSPECIFIED) return unspecified;
-  if (Number.isInteger(severity) && severity >= 1 && severity <= 5) return severity as number as SeverityLevel;
-  v.add(field, "must be one of SEVERITY_DEBUG, SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_ERROR, SEVERITY_CRITICAL");
-  return 0;
-}
-
-/** Now, as the store's microsecond time string. */
-function nowIso(): string {
-  return epochMicrosToIso(BigInt(Date.now()) * 1000n);
+/** A filter's minimum severity: UNSPECIFIED means none. */
+function minSeverity(v: Violations, field: string, wire: Severity): SeverityName | null {
+  return wire === Severity.SEVERITY_UNSPECIFIED ? null : (SEVERITY.parse(v, field, wire) ?? null);
 }
 
 /** Validates a batch; field paths are `events[i].field`. */
@@ -74,21 +63,15 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
       traceId: e.traceId,
       sessionId: e.sessionId,
       eventType: e.eventType,
-      severity: (severityLevel(v, `${at}.severity`, e.severity, 2) || 2) as SeverityLevel,
+      severity: SEVERITY.parse(v, `${at}.severity`, e.severity, "INFO") ?? "INFO",
       time,
       payload: e.payload ?? {},
     };
   });
 }
 
-function eventCursor(key: unknown[] | undefined, fallback: number): number {
-  if (!key) return fallback;
-  if (typeof key[0] !== "number") throw invalidPageToken("is not a token this server issued");
-  return key[0];
-}
-
-export function traceHandlers(store: TraceStore, options: TraceServiceOptions): ServiceHandlers<typeof TraceEventServiceService> {
-  const { limits } = options;
+export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEventServiceService> {
+  const { db, limits } = deps;
 
   return {
     async appendEvents(request, ctx) {
@@ -96,7 +79,7 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       const ingestTime = nowIso();
       const events = toNewEvents(v, request.events, limits, ingestTime);
       v.throwIfAny();
-      return { results: await store.append(ctx, events, ingestTime) };
+      return { results: await store.append(db.on(ctx), events, ingestTime) };
     },
 
     async ingestEvents(call, ctx) {
@@ -104,13 +87,14 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       // is committed and acked, so flow control reaches the client. The
       // iterator must not destroy the call when the loop ends: that would
       // cancel it instead of ending it with OK.
+      const q = db.on(ctx);
       const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<{ batchId: string; events: TraceEvent[] }>;
       for await (const request of requests) {
         const v = new Violations();
         const ingestTime = nowIso();
         const events = toNewEvents(v, request.events, limits, ingestTime);
         v.throwIfAny({ label: `batch ${JSON.stringify(request.batchId)}`, metadata: { batch_id: request.batchId } });
-        const outcomes = await store.append(ctx, events, ingestTime);
+        const outcomes = await store.append(q, events, ingestTime);
         const duplicates = outcomes.filter((o) => o.duplicate).length;
         await writeMessage(
           call,
@@ -129,29 +113,32 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       const v = new Violations();
       checkId(v, "trace_id", request.traceId, true);
       if (request.afterSequence < 0) v.add("after_sequence", "must not be negative");
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
       const bound = { traceId: request.traceId, afterSequence: request.afterSequence };
-      const after = eventCursor(decodePageToken(request.pageToken, bound), request.afterSequence);
-      const rows = await store.listTraceEvents(ctx, request.traceId, after, limit + 1);
+      const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
+      const rows = await store.listTraceEvents(db.on(ctx), request.traceId, after, limit + 1);
       const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.sequence]);
-      return { events: page.map(toWireEvent), nextPageToken };
+      return { events: page.map(toWire), nextPageToken };
     },
 
     async listSessionEvents(request, ctx) {
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, true);
       request.eventTypes.forEach((t, i) => checkText(v, `event_types[${i}]`, t, MAX_EVENT_TYPE_CHARS, true));
-      const minSeverity = severityLevel(v, "min_severity", request.minSeverity, 0);
+      const severity = minSeverity(v, "min_severity", request.minSeverity);
       const afterTime = v.collect(() => isoFromTimestamp(request.afterTime, "after_time"));
       const beforeTime = v.collect(() => isoFromTimestamp(request.beforeTime, "before_time"));
-      const limit = pageSize(request.pageSize);
+      const limit = pageSize(v, request.pageSize);
       v.throwIfAny();
-      const query = { sessionId: request.sessionId, eventTypes: [...request.eventTypes].sort(), minSeverity, afterTime, beforeTime };
-      const after = eventCursor(decodePageToken(request.pageToken, query), 0);
-      const rows = await store.listSessionEvents(ctx, query, after, limit + 1);
-      const { page, nextPageToken } = paginate(rows, limit, query, (e) => [e.offset]);
-      return { events: page.map(toWireEvent), nextPageToken };
+      const eventTypes = [...request.eventTypes].sort();
+      // Bound to the wire severity (0 for none), so tokens issued before stay valid.
+      const bound = { sessionId: request.sessionId, eventTypes, minSeverity: request.minSeverity, afterTime, beforeTime };
+      const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [0];
+      const query = { sessionId: request.sessionId, eventTypes, minSeverity: severity, afterTime, beforeTime };
+      const rows = await store.listSessionEvents(db.on(ctx), query, after, limit + 1);
+      const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.offset]);
+      return { events: page.map(toWire), nextPageToken };
     },
 
     async subscribeEvents(request, call, ctx) {
@@ -159,24 +146,25 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       checkId(v, "session_id", request.sessionId, false);
       checkId(v, "trace_id", request.traceId, false);
       request.eventTypes.forEach((t, i) => checkText(v, `event_types[${i}]`, t, MAX_EVENT_TYPE_CHARS, true));
-      const minSeverity = severityLevel(v, "min_severity", request.minSeverity, 0);
+      const severity = minSeverity(v, "min_severity", request.minSeverity);
       if (request.startOffset < 0) v.add("start_offset", "must not be negative");
       v.throwIfAny();
       const filter: EventFilter = {
         sessionId: request.sessionId || null,
         traceId: request.traceId || null,
         eventTypes: request.eventTypes,
-        minSeverity,
+        minSeverity: severity,
       };
+      const q = db.on(ctx);
       const send = (message: SubscribeEventsResponse) => writeMessage(call, message, ctx.signal);
       await tail({
         from: request.fromNow ? "now" : Math.max(1, request.startOffset),
-        readHead: () => store.head(ctx),
-        readPage: (cursor) => store.readFeed(ctx, cursor, filter),
-        deliver: (event) => send({ message: { $case: "event", value: toWireEvent(event) } }),
+        readHead: () => store.headOffset(q),
+        readPage: (cursor) => store.readFeed(q, cursor, filter),
+        deliver: (event) => send({ message: { $case: "event", value: toWire(event) } }),
         progress: (offset) => send({ message: { $case: "progress", value: { offset } } }),
-        onWake: (listener) => options.hub.listen(CHANNELS.traceEvents, listener),
-        progressIntervalMs: options.progressIntervalMs,
+        onWake: (listener) => deps.hub.listen(CHANNELS.traceEvents, listener),
+        progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,
       });
     },
@@ -185,7 +173,7 @@ export function traceHandlers(store: TraceStore, options: TraceServiceOptions): 
       const v = new Violations();
       checkId(v, "trace_id", request.traceId, true);
       v.throwIfAny();
-      return store.verify(ctx, request.traceId);
+      return store.verify(db.on(ctx), request.traceId);
     },
   };
 }

@@ -1,5 +1,5 @@
 import { expect, it } from "vitest";
-import { epochMicrosToIso, isoToEpochMicros, parsePgTimestamptz } from "../../src/db/time.js";
+import { epochMicrosToIso, isoToEpochMicros, parsePgTimestamptz } from "../../src/time.js";
 import { isoFromTimestamp, timestampFromIso } from "../../src/grpc/convert.js";
 
 it("parses PostgreSQL timestamptz text into six-digit RFC 3339", () => {

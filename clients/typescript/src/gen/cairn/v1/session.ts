@@ -2989,8 +2989,10 @@ export const SessionServiceService = {
     responseDeserialize: (value: Buffer): Session => Session.decode(value),
   },
   /**
-   * Deletes the session with its messages, resolutions, trace events and
-   * session-scoped entries, in one transaction; its jobs are cancelled.
+   * Deletes the session with its messages, resolutions, the traces it alone
+   * owns and its session-scoped entries, in one transaction; its jobs are
+   * cancelled. A trace that also holds events of another session (or events
+   * without one) is kept whole, so its hash chain still verifies.
    */
   deleteSession: {
     path: "/cairn.v1.SessionService/DeleteSession" as const,
@@ -3106,8 +3108,10 @@ export interface SessionServiceServer extends UntypedServiceImplementation {
    */
   updateSession: handleUnaryCall<UpdateSessionRequest, Session>;
   /**
-   * Deletes the session with its messages, resolutions, trace events and
-   * session-scoped entries, in one transaction; its jobs are cancelled.
+   * Deletes the session with its messages, resolutions, the traces it alone
+   * owns and its session-scoped entries, in one transaction; its jobs are
+   * cancelled. A trace that also holds events of another session (or events
+   * without one) is kept whole, so its hash chain still verifies.
    */
   deleteSession: handleUnaryCall<DeleteSessionRequest, Empty>;
   listSessions: handleUnaryCall<ListSessionsRequest, ListSessionsResponse>;
@@ -3181,8 +3185,10 @@ export interface SessionServiceClient extends Client {
     callback: (error: ServiceError | null, response: Session) => void,
   ): ClientUnaryCall;
   /**
-   * Deletes the session with its messages, resolutions, trace events and
-   * session-scoped entries, in one transaction; its jobs are cancelled.
+   * Deletes the session with its messages, resolutions, the traces it alone
+   * owns and its session-scoped entries, in one transaction; its jobs are
+   * cancelled. A trace that also holds events of another session (or events
+   * without one) is kept whole, so its hash chain still verifies.
    */
   deleteSession(
     request: DeleteSessionRequest,

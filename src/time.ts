@@ -1,6 +1,8 @@
-// Times cross the database boundary as RFC 3339 UTC strings with exactly six
-// fractional digits ("2026-11-22T08:20:29.123456Z"): PostgreSQL keeps
-// microseconds, and a JS Date would drop three of them.
+// Cairn's one time representation inside the daemon: RFC 3339 UTC strings
+// with exactly six fractional digits ("2026-11-22T08:20:29.123456Z").
+// PostgreSQL keeps microseconds, and a JS Date would drop three of them; the
+// pool parses timestamptz into this form and the gRPC layer converts it to
+// and from Timestamp.
 
 const PG_TIMESTAMPTZ = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00$/;
 
@@ -28,4 +30,9 @@ export function epochMicrosToIso(micros: bigint): string {
   }
   const date = new Date(Number(wholeSeconds) * 1000).toISOString().slice(0, 19);
   return `${date}.${fraction.toString().padStart(6, "0")}Z`;
+}
+
+/** Now, as a time string (millisecond precision, as the clock gives). */
+export function nowIso(): string {
+  return epochMicrosToIso(BigInt(Date.now()) * 1000n);
 }

@@ -1,0 +1,158 @@
+// Leasing that waits for work. A waiter wakes on a NOTIFY for its queue
+// (from any replica), on a lease of this replica finishing, or after a
+// polling backstop (a missed NOTIFY, a scheduled job coming due). LeaseJobs
+// waits up to its `wait`; StreamJobs holds at most max_in_flight leases,
+// refills as they finish, and gives them back when its client goes away.
+// Nothing here holds a pool connection while waiting.
+import { EventEmitter } from "node:events";
+import type { Database } from "../db/database.js";
+import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
+import { heldLeases, type Lease, lease, release } from "./store.js";
+
+/** Re-check for work this often even without a notification (missed NOTIFY, due scheduled jobs). */
+const BACKSTOP_MS = 1_000;
+
+export interface LeaseRequest {
+  queue: string;
+  workerId: string;
+  leaseMs: number;
+}
+
+/** What leasing needs of the service: the pool, the LISTEN hub, this replica's finished leases. */
+export interface LeasingDeps {
+  db: Database;
+  hub: NotifyHub;
+  finished: FinishedLeases;
+}
+
+/** Local news of finished leases (completed, failed, cancelled), so a StreamJobs on this replica refills at once. */
+export class FinishedLeases {
+  private readonly emitter = new EventEmitter().setMaxListeners(0);
+
+  announce(jobIds: string[]): void {
+    for (const id of jobIds) this.emitter.emit(id);
+  }
+
+  watch(jobId: string, onFinished: () => void): void {
+    this.emitter.once(jobId, onFinished);
+  }
+
+  unwatch(jobId: string, onFinished: () => void): void {
+    this.emitter.removeListener(jobId, onFinished);
+  }
+}
+
+/**
+ * Resolves `wait` on a notification for `queue`, a poke, a timeout or an
+ * abort. It listens from creation on, so a notification that arrives while
+ * the caller is reading is not lost: the next wait returns at once.
+ */
+function waiter(hub: NotifyHub, queue: string, signal: AbortSignal) {
+  let notified = false;
+  let wake: () => void = () => {};
+  const remove = hub.listen(CHANNELS.jobs, (payload) => {
+    // No payload: the hub reconnected, and anything may have happened.
+    if (payload === undefined || payload === queue) {
+      notified = true;
+      wake();
+    }
+  });
+  return {
+    async wait(timeoutMs: number): Promise<void> {
+      if (notified || signal.aborted) {
+        notified = false;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        wake = done;
+        signal.addEventListener("abort", done, { once: true });
+      });
+      notified = false;
+    },
+    /** Wakes the waiter from this process (a local lease finished). */
+    poke: () => {
+      notified = true;
+      wake();
+    },
+    dispose: remove,
+  };
+}
+
+/** LeaseJobs: up to `max` leases, waiting up to `waitMs` for the first. */
+export async function leaseWithWait(
+  deps: Pick<LeasingDeps, "db" | "hub">,
+  ctx: { signal: AbortSignal },
+  r: LeaseRequest,
+  max: number,
+  waitMs: number,
+): Promise<Lease[]> {
+  const until = Date.now() + waitMs;
+  const q = deps.db.on(ctx);
+  const w = waiter(deps.hub, r.queue, ctx.signal);
+  try {
+    for (;;) {
+      const leases = await lease(q, r.queue, r.workerId, max, r.leaseMs);
+      if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted) return leases;
+      await w.wait(Math.min(until - Date.now(), BACKSTOP_MS));
+    }
+  } finally {
+    w.dispose();
+  }
+}
+
+/**
+ * StreamJobs: sends leases while fewer than `maxInFlight` are held, until
+ * the call ends; then gives back the leases still held. `send` resolves
+ * once the client can take more (backpressure).
+ */
+export async function streamLeases(
+  deps: LeasingDeps,
+  ctx: { signal: AbortSignal },
+  r: LeaseRequest,
+  maxInFlight: number,
+  send: (lease: Lease) => Promise<void>,
+): Promise<void> {
+  const { db, hub, finished } = deps;
+  const q = db.on(ctx);
+  const held = new Map<string, string>();
+  const w = waiter(hub, r.queue, ctx.signal);
+  const onFinished = () => w.poke();
+  const heldList = () => [...held].map(([jobId, token]) => ({ jobId, token }));
+  try {
+    while (!ctx.signal.aborted) {
+      if (held.size > 0) {
+        // Finished elsewhere (another replica, an expiry): make room.
+        const still = await heldLeases(q, heldList());
+        for (const jobId of [...held.keys()]) {
+          if (!still.has(jobId)) {
+            held.delete(jobId);
+            finished.unwatch(jobId, onFinished);
+          }
+        }
+      }
+      const room = maxInFlight - held.size;
+      const leases = room > 0 ? await lease(q, r.queue, r.workerId, room, r.leaseMs) : [];
+      // Held before any is written: if the client leaves mid-batch, the
+      // whole batch is given back, not only the leases it received.
+      for (const l of leases) {
+        held.set(l.job.jobId, l.leaseToken);
+        finished.watch(l.job.jobId, onFinished);
+      }
+      for (const l of leases) await send(l);
+      if (room > 0 && leases.length === room) continue;
+      await w.wait(BACKSTOP_MS);
+    }
+  } finally {
+    w.dispose();
+    for (const jobId of held.keys()) finished.unwatch(jobId, onFinished);
+    // The call is over (client gone, or an error): its unfinished leases go
+    // back to the queue, on a scope of their own since the call's may have fired.
+    await release(db.on({}), heldList()).catch(() => {});
+  }
+}

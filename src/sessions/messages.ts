@@ -1,0 +1,62 @@
+// SQL for a session's message history: sequences 1, 2, 3… per session,
+// allocated under the session row's lock so appends never collide.
+import { type Fields, selectList } from "../db/columns.js";
+import type { Queryable } from "../db/database.js";
+import { notFound } from "../errors.js";
+import { getSession, type JsonObject } from "./store.js";
+
+export interface NewMessage {
+  role: string;
+  content: string;
+  metadata: JsonObject | null;
+}
+
+export interface MessageRecord extends NewMessage {
+  sessionId: string;
+  sequence: number;
+  createTime: string;
+}
+
+const FIELDS: Fields<MessageRecord> = {
+  sessionId: "session_id",
+  sequence: "sequence",
+  role: "role",
+  content: "content",
+  metadata: "metadata",
+  createTime: "create_time",
+};
+const COLUMNS = selectList(FIELDS);
+
+/** Locks the session row to hand out the next sequences, then inserts in order. */
+export function appendMessages(q: Queryable, sessionId: string, messages: NewMessage[]): Promise<MessageRecord[]> {
+  return q.atomic(async (tx) => {
+    const allocated = await tx.query<{ last: number }>(
+      `UPDATE sessions SET last_message_sequence = last_message_sequence + $2
+       WHERE session_id = $1 RETURNING last_message_sequence AS last`,
+      [sessionId, messages.length],
+    );
+    if (!allocated.rows[0]) throw notFound("session", sessionId);
+    const firstSequence = allocated.rows[0].last - messages.length + 1;
+    const inserted = await tx.query<MessageRecord>(
+      `INSERT INTO session_messages (session_id, sequence, role, content, metadata)
+       SELECT $1, $2::bigint + m.ord - 1, m.role, m.content, m.metadata
+         FROM ROWS FROM (jsonb_to_recordset($3::jsonb) AS (role text, content text, metadata jsonb))
+              WITH ORDINALITY AS m (role, content, metadata, ord)
+       RETURNING ${COLUMNS}`,
+      [sessionId, firstSequence, JSON.stringify(messages)],
+    );
+    return inserted.rows.sort((a, b) => a.sequence - b.sequence);
+  });
+}
+
+/** Ascending sequence after `afterSequence`; NOT_FOUND for an unknown session. */
+export async function listMessages(q: Queryable, sessionId: string, afterSequence: number, limit: number): Promise<MessageRecord[]> {
+  const result = await q.query<MessageRecord>(
+    `SELECT ${COLUMNS} FROM session_messages
+      WHERE session_id = $1 AND sequence > $2
+      ORDER BY sequence LIMIT $3`,
+    [sessionId, afterSequence, limit],
+  );
+  if (result.rows.length === 0) await getSession(q, sessionId);
+  return result.rows;
+}
