@@ -17,6 +17,8 @@ export interface BenchEnvironment {
   databaseUrl: string;
   cairnAddress: string;
   poolMax: number;
+  /** The daemon's process id (for its RSS). */
+  pid: number;
   close(): Promise<void>;
 }
 
@@ -36,7 +38,8 @@ async function waitServing(address: string): Promise<void> {
   }
 }
 
-export async function startBenchEnvironment(poolMax = 20): Promise<BenchEnvironment> {
+/** `env`: more CAIRN_* settings for the daemon (a benchmark's own limits). */
+export async function startBenchEnvironment(poolMax = 20, env: Record<string, string> = {}): Promise<BenchEnvironment> {
   const log = createLogger("warn");
   let adminUrl = process.env.CAIRN_BENCH_DATABASE_URL;
   let stopEmbedded = async () => {};
@@ -67,6 +70,7 @@ export async function startBenchEnvironment(poolMax = 20): Promise<BenchEnvironm
       CAIRN_LISTEN: cairnAddress,
       CAIRN_DB_POOL_MAX: String(poolMax),
       CAIRN_LOG_LEVEL: process.env.CAIRN_BENCH_LOG_LEVEL ?? "info",
+      ...env,
     },
     // The daemon logs a line per call, as in production; the lines go nowhere.
     stdio: ["ignore", "ignore", "inherit"],
@@ -76,6 +80,7 @@ export async function startBenchEnvironment(poolMax = 20): Promise<BenchEnvironm
     databaseUrl,
     cairnAddress,
     poolMax,
+    pid: daemon.pid!,
     async close() {
       daemon.kill("SIGTERM");
       await new Promise((r) => daemon.once("exit", r));

@@ -1,6 +1,7 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its table.
 import { benchJobs } from "./jobs.js";
 import { benchKeyValue } from "./kv.js";
+import { benchLimits } from "./limits.js";
 import { benchSessions } from "./sessions.js";
 import { benchTraces } from "./traces.js";
 
@@ -9,6 +10,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   traces: benchTraces,
   kv: benchKeyValue,
   jobs: benchJobs,
+  limits: benchLimits,
 };
 
 const name = process.argv[2];

@@ -10,6 +10,28 @@ export interface Limits {
   maxBatchItems: number;
   /** Largest gRPC message accepted or sent. */
   maxMessageBytes: number;
+  /** A page of a list method ends at page_size items or this many encoded bytes. */
+  maxPageBytes: number;
+  /** Labels per resource, and a label key's and value's characters. */
+  maxLabels: number;
+  maxLabelKeyChars: number;
+  maxLabelValueChars: number;
+  /** Items in a filter list (statuses, event_types, states, …). */
+  maxFilterItems: number;
+  /** Levels of a JSON document; its root object or array is level 1. */
+  maxJsonDepth: number;
+}
+
+/** What one replica allows its streams (see "Limits and overload" in README). */
+export interface StreamLimits {
+  maxStreams: number;
+  maxStreamsPerPrincipal: number;
+  /** Unsent bytes a stream may hold before it stops reading rows. */
+  bufferBytes: number;
+  /** How long a stream may stay full before it is ended with SLOW_CONSUMER. */
+  slowConsumerTimeoutMs: number;
+  /** Unsent bytes of all streams of the replica; past it a stream writes only once its own last write is flushed. */
+  memoryBytes: number;
 }
 
 export interface Config {
@@ -36,6 +58,13 @@ export interface Config {
   /** How long finished jobs are kept. */
   jobRetentionMs: number;
   limits: Limits;
+  streams: StreamLimits;
+  /** Longest wait for a free pool connection, when the call's deadline is not sooner. */
+  poolWaitMs: number;
+  /** Connections without a call for this long are closed. */
+  connectionIdleMs: number;
+  /** Open client connections per replica; more are refused at accept. */
+  maxConnections: number;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -189,7 +218,88 @@ export const SETTINGS = {
     parse: positiveInt(1024),
     help: "largest gRPC message",
   },
+  maxLabels: { env: "CAIRN_MAX_LABELS", flag: "max-labels", default: 64, parse: positiveInt(1, 10_000), help: "labels per resource" },
+  maxFilterItems: {
+    env: "CAIRN_MAX_FILTER_ITEMS",
+    flag: "max-filter-items",
+    default: 100,
+    parse: positiveInt(1, 10_000),
+    help: "items in one filter list (statuses, event_types, …)",
+  },
+  maxJsonDepth: {
+    env: "CAIRN_MAX_JSON_DEPTH",
+    flag: "max-json-depth",
+    default: 64,
+    parse: positiveInt(2, 1_000),
+    help: "nesting levels of a JSON document (the root is level 1)",
+  },
+  maxPageBytes: {
+    env: "CAIRN_MAX_PAGE_BYTES",
+    flag: "max-page-bytes",
+    default: 4 * 1024 * 1024,
+    parse: positiveInt(1024),
+    help: "a list page ends at page_size items or this many encoded bytes",
+  },
+  maxStreams: {
+    env: "CAIRN_MAX_STREAMS",
+    flag: "max-streams",
+    default: 10_000,
+    parse: positiveInt(1),
+    help: "open streams per replica",
+  },
+  maxStreamsPerPrincipal: {
+    env: "CAIRN_MAX_STREAMS_PER_PRINCIPAL",
+    flag: "max-streams-per-principal",
+    default: 1_000,
+    parse: positiveInt(1),
+    help: "open streams per principal, per replica",
+  },
+  streamBufferBytes: {
+    env: "CAIRN_STREAM_BUFFER_BYTES",
+    flag: "stream-buffer-bytes",
+    default: 1024 * 1024,
+    parse: positiveInt(1024),
+    help: "unsent bytes a stream may hold before it stops reading",
+  },
+  slowConsumerTimeoutMs: {
+    env: "CAIRN_SLOW_CONSUMER_TIMEOUT_MS",
+    flag: "slow-consumer-timeout-ms",
+    default: 30_000,
+    parse: positiveInt(100),
+    help: "how long a stream may stay undrained before SLOW_CONSUMER",
+  },
+  streamMemoryBytes: {
+    env: "CAIRN_STREAM_MEMORY_BYTES",
+    flag: "stream-memory-bytes",
+    default: 256 * 1024 * 1024,
+    parse: positiveInt(1024),
+    help: "unsent bytes of all streams of a replica, past which each stream waits for its own flush",
+  },
+  poolWaitMs: {
+    env: "CAIRN_POOL_WAIT_MS",
+    flag: "pool-wait-ms",
+    default: 5_000,
+    parse: positiveInt(1),
+    help: "longest wait for a free pool connection before OVERLOADED",
+  },
+  connectionIdleMs: {
+    env: "CAIRN_CONNECTION_IDLE_MS",
+    flag: "connection-idle-ms",
+    default: 5 * 60 * 1000,
+    parse: positiveInt(1000),
+    help: "connections without a call for this long are closed",
+  },
+  maxConnections: {
+    env: "CAIRN_MAX_CONNECTIONS",
+    flag: "max-connections",
+    default: 10_000,
+    parse: positiveInt(1),
+    help: "open client connections per replica; more are refused",
+  },
 } satisfies Record<string, Setting<unknown>>;
+
+/** A label's key and value lengths, as API.md's "Common rules" give them. */
+const LABEL_TEXT_LIMITS = { maxLabelKeyChars: 63, maxLabelValueChars: 256 };
 
 type Values = { [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K]["default"] | ReturnType<(typeof SETTINGS)[K]["parse"]> };
 
@@ -241,7 +351,22 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
       maxKeyBytes: v.maxKeyBytes,
       maxBatchItems: v.maxBatchItems,
       maxMessageBytes: v.maxMessageBytes,
+      maxPageBytes: Math.min(v.maxPageBytes, v.maxMessageBytes),
+      maxLabels: v.maxLabels,
+      maxFilterItems: v.maxFilterItems,
+      maxJsonDepth: v.maxJsonDepth,
+      ...LABEL_TEXT_LIMITS,
     },
+    streams: {
+      maxStreams: v.maxStreams,
+      maxStreamsPerPrincipal: v.maxStreamsPerPrincipal,
+      bufferBytes: v.streamBufferBytes,
+      slowConsumerTimeoutMs: v.slowConsumerTimeoutMs,
+      memoryBytes: v.streamMemoryBytes,
+    },
+    poolWaitMs: v.poolWaitMs,
+    connectionIdleMs: v.connectionIdleMs,
+    maxConnections: v.maxConnections,
   };
 }
 

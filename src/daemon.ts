@@ -1,6 +1,7 @@
 // A running Cairn: database (embedded or external), migrations, pool, gRPC
 // server and database monitor, with an orderly stop.
 import * as grpc from "@grpc/grpc-js";
+import net from "node:net";
 import pg from "pg";
 import type { Config } from "./config.js";
 import { Database } from "./db/database.js";
@@ -20,6 +21,8 @@ export interface Daemon {
   /** host:port actually bound (CAIRN_LISTEN may ask for port 0). */
   address: string;
   databaseUrl: string;
+  /** Open streams of Cairn's services by method name (SubscribeEvents, Watch, …). */
+  openStreams(): Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -63,10 +66,35 @@ async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
   }
 }
 
-function bind(server: grpc.Server, listen: string): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (error, port) => (error ? reject(error) : resolve(port))),
-  );
+interface Listener {
+  port: number;
+  /** Stops accepting; open connections are ended by the gRPC server's shutdown. */
+  stopAccepting(): void;
+}
+
+/**
+ * Accepts connections on our own TCP server and hands them to grpc-js (its
+ * connection injector), so that the replica's connections can be capped:
+ * grpc-js itself has no such bound. Past `maxConnections`, Node closes a new
+ * socket at accept.
+ */
+async function listen(server: grpc.Server, address: string, maxConnections: number): Promise<Listener> {
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const tcp = net.createServer((socket) => injector.injectConnection(socket));
+  tcp.maxConnections = maxConnections;
+  const colon = address.lastIndexOf(":");
+  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+  await new Promise<void>((resolve, reject) => {
+    tcp.once("error", reject);
+    tcp.listen({ host, port: Number(address.slice(colon + 1)) }, () => {
+      tcp.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    port: (tcp.address() as net.AddressInfo).port,
+    stopAccepting: () => void tcp.close(),
+  };
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
@@ -75,14 +103,21 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   let hub: NotifyHub | undefined;
   try {
     await migrateWhenReachable(database.url, log);
-    pool = createPool({ connectionString: database.url, max: config.dbPoolMax, statementTimeoutMs: config.statementTimeoutMs });
+    pool = createPool({
+      connectionString: database.url,
+      max: config.dbPoolMax,
+      statementTimeoutMs: config.statementTimeoutMs,
+      poolWaitMs: config.poolWaitMs,
+    });
     const db = new Database(pool);
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
-    const { server, streams, background, setServing } = buildServer(config, db, hub, log);
-    const monitor = new DatabaseMonitor(pool, config.healthCheckIntervalMs, log, setServing);
-    const port = await bind(server, config.listen);
-    const address = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${port}`;
+    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log);
+    const monitor = new DatabaseMonitor(database.url, config.healthCheckIntervalMs, log, setServing);
+    // A call that failed to reach the database has the monitor look at once.
+    db.onConnectionError = () => void monitor.probe();
+    const listener = await listen(server, config.listen, config.maxConnections);
+    const address = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${listener.port}`;
     monitor.start();
     for (const loop of background) loop.start();
     log.info({ address, embedded: Boolean(database.embedded) }, "cairn serving");
@@ -92,8 +127,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       (stopping ??= (async () => {
         log.info("shutting down");
         setServing(false);
-        // Streams never end on their own: end them first, then give unary
-        // calls the grace period.
+        listener.stopAccepting();
+        // Waits for work end at once (with what they have), and streams never
+        // end on their own: end them first, then give unary calls the grace period.
+        beginStopping();
         streams.endAll("server shutting down");
         await new Promise<void>((resolve) => {
           const force = setTimeout(() => {
@@ -113,7 +150,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         await database.embedded?.stop();
         log.info("stopped");
       })());
-    return { address, databaseUrl: database.url, stop };
+    return { address, databaseUrl: database.url, openStreams: () => streams.countsByKind(), stop };
   } catch (error) {
     await hub?.stop();
     await pool?.end().catch(() => {});

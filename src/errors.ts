@@ -44,8 +44,13 @@ export interface InputContext {
   metadata: Record<string, string>;
 }
 
+/** At most this many violations travel in one error, so its status always fits in the trailers. */
+export const MAX_FIELD_VIOLATIONS = 20;
+
 export function invalidArgument(violations: FieldViolation[], context?: InputContext): CairnError {
-  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  const shown = violations.slice(0, MAX_FIELD_VIOLATIONS);
+  const more = violations.length - shown.length;
+  const summary = shown.map((v) => `${v.field}: ${v.description}`).join("; ") + (more > 0 ? `; and ${more} more` : "");
   const message = context ? `${context.label}: ${summary}` : summary;
   return new CairnError("invalid_argument", "INVALID_ARGUMENT", message, context?.metadata ?? {}, violations);
 }
@@ -137,4 +142,34 @@ export function revisionCompacted(compactRevision: number): CairnError {
     `revisions up to ${compactRevision} were compacted; watch from ${compactRevision + 1} or later`,
     { compact_revision: String(compactRevision) },
   );
+}
+
+/** Every connection of the pool stayed busy for the call's whole wait: retry with backoff. */
+export function overloaded(): CairnError {
+  return new CairnError("resource_exhausted", "OVERLOADED", "no database connection came free in time; retry with backoff");
+}
+
+/** A new stream past the replica's or the principal's bound. */
+export function tooManyStreams(scope: "replica" | "principal", limit: number): CairnError {
+  return new CairnError("resource_exhausted", "TOO_MANY_STREAMS", `this ${scope} already holds ${limit} open streams`, {
+    scope,
+    limit: String(limit),
+  });
+}
+
+/** A stream whose client has not drained its unsent data in time; `resume` says where to pick up. */
+export function slowConsumer(timeoutMs: number, resume: Record<string, string>): CairnError {
+  return new CairnError(
+    "resource_exhausted",
+    "SLOW_CONSUMER",
+    `the client read nothing for ${timeoutMs} ms while the stream's buffer was full`,
+    resume,
+  );
+}
+
+/** A response larger than the message limit. */
+export function messageTooLarge(bytes: number, limit: number): CairnError {
+  return new CairnError("resource_exhausted", "MESSAGE_TOO_LARGE", `the response is ${bytes} bytes; the limit is ${limit}`, {
+    limit: String(limit),
+  });
 }

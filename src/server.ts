@@ -13,7 +13,9 @@ import type { Database } from "./db/database.js";
 import { inBatches } from "./db/batches.js";
 import { purgeRequestIdsBatch } from "./db/idempotency.js";
 import type { NotifyHub } from "./db/notify-hub.js";
-import { bindService, type HandlerDeps, type ServiceDeps, StreamRegistry } from "./grpc/handlers.js";
+import { bindService, type HandlerDeps, type ServiceDeps } from "./grpc/handlers.js";
+import { callInterceptor } from "./grpc/interceptor.js";
+import { StreamRegistry } from "./grpc/streams.js";
 import { addReflection } from "./grpc/reflection.js";
 import type { Logger } from "./logger.js";
 import { LOCKS, Reaper } from "./reaper.js";
@@ -38,20 +40,35 @@ export interface BuiltServer {
   /** Background loops: TTL purges and retention; job lease rescue. */
   background: Reaper[];
   setServing(serving: boolean): void;
+  /** Ends every wait for work at once (LeaseJobs' wait): the daemon is stopping. */
+  beginStopping(): void;
 }
 
 export function buildServer(config: Config, db: Database, hub: NotifyHub, log: Logger): BuiltServer {
   const server = new grpc.Server({
+    // First (and only) interceptor: it must see grpc-js's own statuses too.
+    interceptors: [callInterceptor(log)],
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_send_message_length": config.limits.maxMessageBytes,
+    "grpc.max_connection_idle_ms": config.connectionIdleMs,
+    // Pings on quiet connections find peers that vanished without a FIN.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
   });
-  const streams = new StreamRegistry();
-  const deps: HandlerDeps = { log, streams };
+  const streams = new StreamRegistry(config.streams);
+  const deps: HandlerDeps = {
+    streams,
+    streamLimits: config.streams,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    maxJsonDepth: config.limits.maxJsonDepth,
+  };
+  const stopping = new AbortController();
 
   /** Cairn's own services, by full name: their health follows the database. */
   const cairnServices: string[] = [];
   const serve = <S extends Parameters<typeof bindService>[0]>(definition: S, handlers: Parameters<typeof bindService<S>>[1]) => {
-    server.addService(definition as unknown as grpc.ServiceDefinition, bindService(definition, handlers, deps));
+    const bound = bindService(definition, handlers, deps);
+    server.addService(bound.definition, bound.implementation);
     cairnServices.push(serviceName(definition));
   };
   const services: ServiceDeps = {
@@ -61,6 +78,7 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
     progressIntervalMs: config.progressIntervalMs,
     // What deleting sessions does to every other service's rows, in one transaction.
     sessionCascade: [resolutions.onSessionsDeleted, traces.onSessionsDeleted, keyValue.onSessionsDeleted, jobs.onSessionsDeleted],
+    stopping: stopping.signal,
   };
   serve(SessionServiceService, sessionHandlers(services));
   serve(ResolutionServiceService, resolutionHandlers(services));
@@ -99,5 +117,5 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
     log,
     LOCKS.leaseRescue,
   );
-  return { server, streams, background: [reaper, rescue], setServing };
+  return { server, streams, background: [reaper, rescue], setServing, beginStopping: () => stopping.abort() };
 }

@@ -41,3 +41,22 @@ it("migrations are forward-only SQL", () => {
     expect(text, file).not.toMatch(/^\s*--[\s-]*down\s+migration/im);
   }
 });
+
+it("containment on sessions.state and ListJobs' unfiltered order are served by indexes", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  await migrate(db.url, log);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    // With sequential scans and sorts priced out, a plan names the index if one can serve the query at all.
+    await client.query("SET enable_seqscan = off");
+    await client.query("SET enable_sort = off");
+    const plan = async (sql: string, values: unknown[] = []) =>
+      (await client.query(`EXPLAIN ${sql}`, values)).rows.map((r) => r["QUERY PLAN"]).join("\n");
+    expect(await plan(`SELECT session_id FROM sessions WHERE state @> $1::jsonb`, ['{"step": 7}'])).toContain("sessions_state_idx");
+    expect(await plan(`SELECT job_id FROM jobs ORDER BY create_time, job_id LIMIT 10`)).toContain("jobs_create_time_idx");
+  } finally {
+    await client.end();
+  }
+});

@@ -130,9 +130,9 @@ describe("UpdateSession", () => {
     );
   });
 
-  it("an empty mask replaces every mutable field", async () => {
+  it("a `*` mask replaces every mutable field", async () => {
     const s = await h.client.sessions.createSession({ session: { agentId: "a", userId: "u1", labels: { a: "1" }, metadata: { m: 1 } } });
-    const u = await h.client.sessions.updateSession({ session: { sessionId: s.sessionId, state: { only: true } } });
+    const u = await h.client.sessions.updateSession({ session: { sessionId: s.sessionId, state: { only: true } }, updateMask: ["*"] });
     expect(u).toMatchObject({ userId: "", labels: {}, state: { only: true }, status: SessionStatus.SESSION_STATUS_ACTIVE });
     expect(u.metadata).toBeUndefined();
   });

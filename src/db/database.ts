@@ -24,6 +24,9 @@ export interface Queryable {
 }
 
 export class Database {
+  /** Told when a call could not reach the database, so health looks at once. */
+  onConnectionError: (() => void) | undefined;
+
   constructor(readonly pool: pg.Pool) {}
 
   /** The pool, for one call: each statement autocommits and is cancelled with the call. */
@@ -52,13 +55,7 @@ export class Database {
 
   private async withClient<T>(scope: CallScope, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const { signal } = scope;
-    if (signal?.aborted) throw translateDbError(cancelled(), signal);
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (error) {
-      throw translateDbError(error, signal);
-    }
+    const client = await this.checkout(signal);
     let discard = false;
     const onAbort = () => {
       discard = true;
@@ -69,13 +66,39 @@ export class Database {
     try {
       return await fn(client);
     } catch (error) {
-      discard ||= isConnectionError(error) || isConnectionError((error as { cause?: unknown }).cause);
+      const lost = isConnectionError(error) || isConnectionError((error as { cause?: unknown }).cause);
+      if (lost) this.onConnectionError?.();
+      discard ||= lost;
       throw translateDbError(error, signal);
     } finally {
       signal?.removeEventListener("abort", onAbort);
       // A cancel may still be in flight, or the connection is broken: never
       // hand this backend to another call.
       client.release(discard ? true : undefined);
+    }
+  }
+
+  /**
+   * A connection for the call: waits at most the pool's wait bound
+   * (OVERLOADED past it) or until the call is cancelled or its deadline
+   * passes; a connection that arrives after the caller left goes back.
+   */
+  private async checkout(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+    if (signal?.aborted) throw translateDbError(cancelled(), signal);
+    const pending = this.pool.connect();
+    const left = signal
+      ? new Promise<never>((_, reject) => {
+          const onAbort = () => reject(translateDbError(cancelled(), signal));
+          signal.addEventListener("abort", onAbort, { once: true });
+          void pending.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
+        })
+      : undefined;
+    try {
+      return await (left ? Promise.race([pending, left]) : pending);
+    } catch (error) {
+      void pending.then((late) => late.release(), () => {});
+      if (isConnectionError(error)) this.onConnectionError?.();
+      throw translateDbError(error, signal);
     }
   }
 }

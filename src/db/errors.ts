@@ -1,6 +1,15 @@
 // The one database-error translator: every SQLSTATE and network failure that
 // Cairn gives a meaning to is read here, and nowhere else.
-import { CairnError, cancelled, deadlineExceeded, internal, transactionConflict, unavailable, uniqueViolation } from "../errors.js";
+import {
+  CairnError,
+  cancelled,
+  deadlineExceeded,
+  internal,
+  overloaded,
+  transactionConflict,
+  unavailable,
+  uniqueViolation,
+} from "../errors.js";
 
 const CONNECTION_ERROR_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
 
@@ -20,9 +29,16 @@ export function isConnectionError(error: unknown): boolean {
   // 08: connection exception; 57P01..57P03: admin/crash shutdown, cannot connect now; 53300: too many connections.
   if (code && (code.startsWith("08") || ["57P01", "57P02", "57P03", "53300"].includes(code))) return true;
   const message = (error as Error)?.message ?? "";
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connect ECONNREFUSED/.test(
-    message,
-  );
+  return /Connection terminated|Client has encountered a connection error|connect ECONNREFUSED/.test(message);
+}
+
+/**
+ * pg-pool's error when a checkout waited its whole connectionTimeoutMillis
+ * in the queue of a full pool: saturation, not an outage. (A new connection
+ * that cannot be made fails with "Connection terminated…" instead.)
+ */
+function isPoolWaitTimeout(error: unknown): boolean {
+  return (error as Error)?.message === "timeout exceeded when trying to connect";
 }
 
 /** True for the translation of a unique-constraint violation (SQLSTATE 23505). */
@@ -35,6 +51,7 @@ export function translateDbError(error: unknown, signal?: AbortSignal): CairnErr
   const reason = signal?.aborted ? (signal.reason as AbortReason | undefined) : undefined;
   if (reason?.kind === "cancelled") return cancelled();
   if (reason?.kind === "deadline") return deadlineExceeded();
+  if (isPoolWaitTimeout(error)) return overloaded();
   if (isConnectionError(error)) return unavailable("the database is unreachable; retry later", error);
   const code = sqlState(error);
   if (code === "57014") return deadlineExceeded("a statement ran longer than the statement timeout");

@@ -1,8 +1,9 @@
 // AIP-155 request ids, shared by every create method: the first call with a
-// request_id records (scope, request_id) -> (hash of the request, created id)
-// in the same transaction as the create; a retry within 24 h finds the record
-// and returns the first result instead of creating twice. The reaper drops
-// records older than the window.
+// request_id records (scope, request_id) -> (hash of the request, created id,
+// the response it gave) in the same transaction as the create; a retry within
+// 24 h finds the record and returns that first response, whatever has
+// happened to the resource since (updated, leased, completed). The reaper
+// drops records older than the window.
 import { createHash } from "node:crypto";
 import canonicalize from "canonicalize";
 import { notFound, requestIdReused } from "../errors.js";
@@ -22,7 +23,7 @@ export function idempotency(requestId: string, body: () => unknown): Idempotency
   return { requestId, requestHash: createHash("sha256").update(canonicalize(body()) ?? "null").digest("hex") };
 }
 
-type Claim = { kind: "new" } | { kind: "replay"; resourceId: string };
+type Claim = { kind: "new" } | { kind: "replay"; resourceId: string; response: unknown };
 
 /**
  * Claims a request id inside the caller's transaction. A concurrent claim of
@@ -34,19 +35,19 @@ async function claimRequestId(tx: Queryable, scope: string, key: Idempotency, re
     `INSERT INTO request_ids (scope, request_id, request_hash, resource_id)
      VALUES ($1, $2, $3, $4)
      ON CONFLICT (scope, request_id) DO UPDATE
-       SET request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id, create_time = now()
+       SET request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id, response = NULL, create_time = now()
        WHERE request_ids.create_time < now() - $5::interval
      RETURNING resource_id`,
     [scope, key.requestId, key.requestHash, resourceId, REQUEST_ID_RETENTION],
   );
   if (inserted.rowCount === 1) return { kind: "new" };
-  const existing = await tx.query<{ request_hash: string; resource_id: string }>(
-    `SELECT request_hash, resource_id FROM request_ids WHERE scope = $1 AND request_id = $2`,
+  const existing = await tx.query<{ request_hash: string; resource_id: string; response: unknown }>(
+    `SELECT request_hash, resource_id, response FROM request_ids WHERE scope = $1 AND request_id = $2`,
     [scope, key.requestId],
   );
   const row = existing.rows[0];
   if (!row || row.request_hash !== key.requestHash) throw requestIdReused(key.requestId);
-  return { kind: "replay", resourceId: row.resource_id };
+  return { kind: "replay", resourceId: row.resource_id, response: row.response };
 }
 
 export interface CreateOnce<T> {
@@ -63,18 +64,47 @@ export interface CreateOnce<T> {
 
 /**
  * Creates once per request id, inside the caller's transaction: a retry
- * returns what the first call created; NOT_FOUND when that was since deleted.
+ * returns the first call's response; NOT_FOUND when what it created was
+ * since deleted.
  */
 export async function createOnce<T>(tx: Queryable, c: CreateOnce<T>): Promise<T> {
-  if (c.idempotency) {
-    const claim = await claimRequestId(tx, c.scope, c.idempotency, c.resourceId);
-    if (claim.kind === "replay") {
-      const existing = await c.read(claim.resourceId);
-      if (existing === undefined) throw notFound(c.resource, claim.resourceId, "created by this request_id, since deleted");
-      return existing;
-    }
-  }
-  return c.create();
+  const key = c.idempotency;
+  if (!key) return c.create();
+  const first = await replayOrClaim(tx, { ...c, idempotency: key });
+  if (first !== undefined) return first;
+  const created = await c.create();
+  await rememberResponse(tx, c.scope, key, c.resourceId, created);
+  return created;
+}
+
+/**
+ * For a create that settles its outcome later (EnqueueJob's batched INSERT):
+ * the first call's response when the request id is known; undefined when
+ * this call has just claimed it, and must then rememberResponse (or
+ * releaseClaim if it fails alone) in the same transaction.
+ */
+export async function replayOrClaim<T>(tx: Queryable, c: Omit<CreateOnce<T>, "create"> & { idempotency: Idempotency }): Promise<T | undefined> {
+  const claim = await claimRequestId(tx, c.scope, c.idempotency, c.resourceId);
+  if (claim.kind === "new") return undefined;
+  const current = await c.read(claim.resourceId);
+  if (current === undefined) throw notFound(c.resource, claim.resourceId, "created by this request_id, since deleted");
+  // Claims recorded before responses were kept have none; the resource as it is now is the best answer left.
+  return (claim.response ?? current) as T;
+}
+
+/** Records the response a claimed request id gave, and the resource it names (the created one, or a dedupe holder). */
+export async function rememberResponse(tx: Queryable, scope: string, key: Idempotency, resourceId: string, response: unknown): Promise<void> {
+  await tx.query(`UPDATE request_ids SET resource_id = $3, response = $4::json WHERE scope = $1 AND request_id = $2`, [
+    scope,
+    key.requestId,
+    resourceId,
+    JSON.stringify(response),
+  ]);
+}
+
+/** Gives up a claim whose create failed on its own (the transaction commits others): a retry may try again. */
+export async function releaseClaim(tx: Queryable, scope: string, key: Idempotency): Promise<void> {
+  await tx.query(`DELETE FROM request_ids WHERE scope = $1 AND request_id = $2`, [scope, key.requestId]);
 }
 
 /** Forgets request ids older than the idempotency window, one batch. */

@@ -1,6 +1,9 @@
-// Probes the database on an interval and reports reachability changes, so
-// health can say NOT_SERVING during an outage and SERVING once it is over.
-import type pg from "pg";
+// Probes the database on an interval (and at once when a call could not
+// reach it) and reports reachability changes, so health can say NOT_SERVING
+// during an outage and SERVING once it is over. A probe opens a connection
+// of its own rather than borrowing one from the pool: a saturated pool is
+// overload, not an outage, and must not make health flap.
+import pg from "pg";
 import type { Logger } from "../logger.js";
 
 export class DatabaseMonitor {
@@ -9,7 +12,7 @@ export class DatabaseMonitor {
   private probing = false;
 
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly databaseUrl: string,
     private readonly intervalMs: number,
     private readonly log: Logger,
     private readonly onChange: (reachable: boolean) => void,
@@ -29,13 +32,17 @@ export class DatabaseMonitor {
   async probe(): Promise<void> {
     if (this.probing) return;
     this.probing = true;
+    const client = new pg.Client({ connectionString: this.databaseUrl, connectionTimeoutMillis: Math.max(this.intervalMs, 5_000) });
+    client.on("error", () => {});
     try {
-      await this.pool.query("SELECT 1");
+      await client.connect();
+      await client.query("SELECT 1");
       this.report(true);
     } catch (error) {
       this.report(false, error);
     } finally {
       this.probing = false;
+      await client.end().catch(() => {});
     }
   }
 

@@ -19,6 +19,8 @@ export interface PoolOptions {
   connectionString: string;
   max: number;
   statementTimeoutMs: number;
+  /** Longest wait for a connection, free or new; past it a call is OVERLOADED (or the database unreachable). */
+  poolWaitMs?: number;
   applicationName?: string;
 }
 
@@ -29,7 +31,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     types: cairnTypes,
     // Bounds how long a checkout waits, for a new connection or a free one,
     // so callers fail instead of queueing without end.
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: options.poolWaitMs ?? 5_000,
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? "cairn",
     // JIT off: Cairn runs short OLTP statements, and jsonb_to_recordset's

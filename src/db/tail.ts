@@ -3,12 +3,16 @@
 // The loop reads a bounded page from the cursor, delivers it, and when caught
 // up waits for a wake-up (NOTIFY through the hub) or the progress interval,
 // whichever comes first; the interval doubles as a polling backstop for
-// missed notifications. It holds no pool connection between reads, and
-// delivery waits for the consumer (backpressure), so a slow subscriber holds
-// at most the page it is being sent.
+// missed notifications. It holds no pool connection between reads, and it
+// asks its stream how many bytes it may take before each read (waiting
+// while the client drains), so a slow subscriber holds at most one page of
+// about its stream's free buffer, and no rows at all while it is full.
 
 /** How many positions one page read may scan, so a selective filter stays cheap. */
 export const SCAN_WINDOW = 2000;
+
+/** The bytes one page read may hold when its caller names no bound (a stream's buffer bound). */
+export const TAIL_PAGE_BYTES = 1024 * 1024;
 
 export interface TailPage<T> {
   items: T[];
@@ -21,17 +25,23 @@ export interface TailPage<T> {
 /**
  * The page of a read that scanned the window [cursor, cursor + SCAN_WINDOW)
  * up to the committed head: everything up to the window's end (or the head,
- * if lower) was seen, whether or not it matched.
+ * if lower) was seen, whether or not it matched. A read cut short by its
+ * byte bound (`cutAt`: the position of the last item it returned) saw only
+ * up to that item; the next read resumes right after it.
  */
-export function windowPage<T>(cursor: number, head: number, items: T[]): TailPage<T> {
-  return { items, head, scannedThrough: Math.max(cursor - 1, Math.min(head, cursor + SCAN_WINDOW - 1)) };
+export function windowPage<T>(cursor: number, head: number, items: T[], cutAt?: number): TailPage<T> {
+  const scannedThrough = cutAt ?? Math.max(cursor - 1, Math.min(head, cursor + SCAN_WINDOW - 1));
+  return { items, head, scannedThrough };
 }
 
 export interface TailOptions<T> {
   /** First position to deliver (inclusive), or "now" for only what comes next. */
   from: number | "now";
   readHead(): Promise<number>;
-  readPage(cursor: number): Promise<TailPage<T>>;
+  /** A page from `cursor` of about `maxBytes` (at least one item when there is one). */
+  readPage(cursor: number, maxBytes: number): Promise<TailPage<T>>;
+  /** Waits until the stream may take more; then how many bytes the next page may hold. */
+  room(): Promise<number>;
   deliver(item: T): Promise<void>;
   progress(scannedThrough: number): Promise<void>;
   /** Registers a wake-up callback; returns its remover. */
@@ -67,7 +77,7 @@ export async function tail<T>(options: TailOptions<T>): Promise<void> {
         if (signal.aborted) break;
       }
       dirty = false;
-      const page = await options.readPage(cursor);
+      const page = await options.readPage(cursor, Math.max(1, await options.room()));
       for (const item of page.items) {
         if (signal.aborted) return;
         await options.deliver(item);

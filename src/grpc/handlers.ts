@@ -1,15 +1,19 @@
-// Adapts async service functions to grpc-js handlers: one log line per call,
-// an AbortSignal that fires on cancellation or deadline (stores hand it to
-// the database layer), and errors mapped through status.ts.
+// Adapts async service functions to grpc-js handlers: requests decoded so
+// that bad bytes are INVALID_ARGUMENT (decode.ts), an AbortSignal that fires
+// on cancellation or deadline (stores hand it to the database layer),
+// responses serialized here so their size is known, streams registered and
+// bounded (streams.ts), and errors mapped through status.ts. The per-call
+// log line is written by the call interceptor (interceptor.ts), which sees
+// every status that actually leaves the server.
 import * as grpc from "@grpc/grpc-js";
-import { performance } from "node:perf_hooks";
-import type { Limits } from "../config.js";
+import type { Limits, StreamLimits } from "../config.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import type { AbortReason } from "../db/errors.js";
 import type { NotifyHub } from "../db/notify-hub.js";
-import { CairnError } from "../errors.js";
-import type { Logger } from "../logger.js";
-import { asCairnError, statusCode, toServiceError } from "./status.js";
+import { invalidArgument, messageTooLarge } from "../errors.js";
+import { requestDeserializer, UndecodableRequest } from "./decode.js";
+import { asCairnError, toServiceError } from "./status.js";
+import { attachOutbox, Outbox, type StreamCall, type StreamRegistry } from "./streams.js";
 
 /** What deleting sessions does to one service's rows, inside the deleting transaction. */
 export type SessionsDeletedStep = (tx: Queryable, sessionIds: string[]) => Promise<void>;
@@ -23,12 +27,16 @@ export interface ServiceDeps {
   progressIntervalMs: number;
   /** Every other service's step when sessions are deleted (wired in server.ts). */
   sessionCascade: SessionsDeletedStep[];
+  /** Aborts when the daemon begins to stop: waits (LeaseJobs' wait) end at once. */
+  stopping: AbortSignal;
 }
 
 export interface CallContext extends CallScope {
   signal: AbortSignal;
   method: string;
   peer: string;
+  /** Who is calling; one anonymous principal until authentication lands. */
+  principal: string;
 }
 
 type AnyDefinition = Record<
@@ -48,36 +56,18 @@ export type ServiceHandlers<S extends AnyDefinition> = {
     : (stream: grpc.ServerDuplexStream<RequestOf<S[K]>, ResponseOf<S[K]>>, ctx: CallContext) => Promise<void>;
 };
 
-type StreamCall = grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>;
 /** What every kind of server call has (grpc-js's common base, ServerSurfaceCall, is not exported). */
-type AnyCall = NodeJS.EventEmitter & { getDeadline(): grpc.Deadline };
-
-/** Live streaming calls, so shutdown can stop their work and end them with UNAVAILABLE. */
-export class StreamRegistry {
-  private readonly streams = new Map<StreamCall, () => void>();
-
-  add(call: StreamCall, stopWork: () => void): () => void {
-    this.streams.set(call, stopWork);
-    return () => this.streams.delete(call);
-  }
-
-  endAll(message: string): void {
-    for (const [call, stopWork] of this.streams) {
-      stopWork();
-      call.emit("error", { code: grpc.status.UNAVAILABLE, details: message, metadata: new grpc.Metadata() });
-    }
-    this.streams.clear();
-  }
-}
+type AnyCall = NodeJS.EventEmitter & { getDeadline(): grpc.Deadline; getPeer(): string };
 
 export interface HandlerDeps {
-  log: Logger;
   streams: StreamRegistry;
+  streamLimits: StreamLimits;
+  maxMessageBytes: number;
+  /** How deep a request's JSON documents may nest (the decoder must make room for it). */
+  maxJsonDepth: number;
 }
 
-function methodName(path: string): string {
-  return path.slice(1);
-}
+const ANONYMOUS = "anonymous";
 
 /** Aborts on client cancellation, when the call's deadline passes, or on `abort` (shutdown). */
 function callSignal(call: AnyCall): { signal: AbortSignal; dispose: () => void; abort: () => void } {
@@ -100,80 +90,117 @@ function callSignal(call: AnyCall): { signal: AbortSignal; dispose: () => void; 
   };
 }
 
-function logCall(log: Logger, ctx: CallContext, startedAt: number, error?: CairnError): void {
-  const entry = {
-    method: ctx.method,
-    code: error ? grpc.status[statusCode(error)] : "OK",
-    duration_ms: Math.round((performance.now() - startedAt) * 1000) / 1000,
-    peer: ctx.peer,
-  };
-  if (!error) log.info(entry, "call");
-  else if (error.kind === "internal" || error.kind === "unavailable") {
-    log.error({ ...entry, reason: error.reason, err: error.cause ?? error }, "call failed");
-  } else log.info({ ...entry, reason: error.reason }, "call");
+function contextOf(call: AnyCall, path: string, signal: AbortSignal): CallContext {
+  return { signal, method: path.slice(1), peer: call.getPeer(), principal: ANONYMOUS };
 }
 
-function bindUnary(path: string, fn: (req: any, ctx: CallContext) => Promise<any>, deps: HandlerDeps): grpc.handleUnaryCall<any, any> {
+/** The request, or INVALID_ARGUMENT for bytes that did not decode. */
+function decoded<T>(request: T | UndecodableRequest): T {
+  if (request instanceof UndecodableRequest) throw invalidArgument(request.violations);
+  return request;
+}
+
+/**
+ * The requests of a client stream (IngestEvents), one at a time: the next
+ * is read only when the caller asks, so flow control reaches the client. The
+ * iterator must not destroy the call when the loop ends: that would cancel
+ * it instead of ending it with OK.
+ */
+export async function* readRequests<T>(call: grpc.ServerDuplexStream<T, unknown>): AsyncGenerator<T> {
+  for await (const request of call.iterator({ destroyOnReturn: false }) as AsyncIterable<T | UndecodableRequest>) {
+    yield decoded(request);
+  }
+}
+
+function bindUnary(
+  path: string,
+  serialize: (v: unknown) => Buffer,
+  fn: (req: any, ctx: CallContext) => Promise<any>,
+  deps: HandlerDeps,
+): grpc.handleUnaryCall<any, any> {
   return (call, callback) => {
-    const startedAt = performance.now();
     const { signal, dispose } = callSignal(call);
-    const ctx: CallContext = { signal, method: methodName(path), peer: call.getPeer() };
-    fn(call.request, ctx).then(
-      (response) => {
-        dispose();
-        logCall(deps.log, ctx, startedAt);
-        callback(null, response);
-      },
-      (thrown) => {
-        dispose();
-        const error = asCairnError(thrown);
-        logCall(deps.log, ctx, startedAt, error);
-        callback(toServiceError(error));
-      },
-    );
+    const ctx = contextOf(call, path, signal);
+    Promise.resolve()
+      .then(() => fn(decoded(call.request), ctx))
+      .then((response) => {
+        // Serialized here, once, so an oversized response is an error of ours
+        // (with details, and logged as such), not a send that silently fails.
+        const bytes = serialize(response);
+        if (bytes.length > deps.maxMessageBytes) throw messageTooLarge(bytes.length, deps.maxMessageBytes);
+        return bytes;
+      })
+      .then(
+        (bytes) => {
+          dispose();
+          callback(null, bytes);
+        },
+        (thrown) => {
+          dispose();
+          callback(toServiceError(asCairnError(thrown)));
+        },
+      );
   };
 }
 
 function bindStream(
   path: string,
+  serialize: (v: unknown) => Buffer,
   run: (call: any, ctx: CallContext) => Promise<void>,
   deps: HandlerDeps,
 ): (call: StreamCall) => void {
   return (call) => {
-    const startedAt = performance.now();
     const { signal, dispose, abort } = callSignal(call);
-    const ctx: CallContext = { signal, method: methodName(path), peer: call.getPeer() };
-    const unregister = deps.streams.add(call, abort);
-    run(call, ctx).then(
-      () => {
-        dispose();
-        unregister();
-        logCall(deps.log, ctx, startedAt);
-        if (!signal.aborted) call.end();
-      },
-      (thrown) => {
-        dispose();
-        unregister();
-        const error = asCairnError(thrown);
-        logCall(deps.log, ctx, startedAt, error);
-        if (!signal.aborted || error.kind !== "cancelled") call.emit("error", toServiceError(error));
-      },
-    );
+    const ctx = contextOf(call, path, signal);
+    let unregister = () => {};
+    Promise.resolve()
+      .then(() => {
+        unregister = deps.streams.add(call, { principal: ctx.principal, kind: path.split("/")[2]!, stopWork: abort });
+        attachOutbox(call, new Outbox(call, serialize, deps.streamLimits, deps.streams.memory, deps.maxMessageBytes));
+        return run(call, ctx);
+      })
+      .then(
+        () => {
+          dispose();
+          unregister();
+          if (!signal.aborted) call.end();
+        },
+        (thrown) => {
+          dispose();
+          unregister();
+          const error = asCairnError(thrown);
+          // A call the client cancelled has no one to tell; shutdown ends streams itself.
+          if (!signal.aborted || error.kind !== "cancelled") call.emit("error", toServiceError(error));
+        },
+      );
   };
 }
 
-/** A grpc-js implementation of `definition`: every method must have its handler. */
+/** Response bytes pass through: handlers serialize once, to know the size. */
+function passThrough(serialize: (v: any) => Buffer): (v: any) => Buffer {
+  return (value) => (Buffer.isBuffer(value) ? value : serialize(value));
+}
+
+/**
+ * A grpc-js service for `definition`: the definition to register (with
+ * Cairn's request decoding and pass-through responses) and its
+ * implementation; every method must have its handler.
+ */
 export function bindService<S extends AnyDefinition>(
   definition: S,
   handlers: ServiceHandlers<S>,
   deps: HandlerDeps,
-): grpc.UntypedServiceImplementation {
-  const impl: grpc.UntypedServiceImplementation = {};
+): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+  const wrapped: Record<string, unknown> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
     const handler = (handlers as Record<string, (...args: any[]) => Promise<any>>)[name]!;
-    if (!method.requestStream && !method.responseStream) impl[name] = bindUnary(method.path, handler, deps);
-    else if (!method.requestStream) impl[name] = bindStream(method.path, (call, ctx) => handler(call.request, call, ctx), deps);
-    else impl[name] = bindStream(method.path, handler, deps);
+    const serialize = method.responseSerialize;
+    wrapped[name] = { ...method, requestDeserialize: requestDeserializer(method.path, deps.maxJsonDepth), responseSerialize: passThrough(serialize) };
+    if (!method.requestStream && !method.responseStream) implementation[name] = bindUnary(method.path, serialize, handler, deps);
+    else if (!method.requestStream) {
+      implementation[name] = bindStream(method.path, serialize, (call, ctx) => handler(decoded(call.request), call, ctx), deps);
+    } else implementation[name] = bindStream(method.path, serialize, handler, deps);
   }
-  return impl;
+  return { definition: wrapped as grpc.ServiceDefinition, implementation };
 }

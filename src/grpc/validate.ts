@@ -3,8 +3,15 @@
 // any check fails.
 import { CairnError, type FieldViolation, type InputContext, invalidArgument } from "../errors.js";
 import type { Limits } from "../config.js";
+import { inspectJson } from "./json-check.js";
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Unicode control characters (category Cc): C0, DEL and C1. */
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+const MAX_REFERENCE_CHARS = 256;
+/** Longest label key shown in a field path, so a huge key cannot blow up an error's trailer. */
+const MAX_KEY_IN_PATH = 64;
+const NUL_DESCRIPTION = "must not contain U+0000 (NUL)";
 
 export class Violations {
   readonly list: FieldViolation[] = [];
@@ -41,21 +48,65 @@ export function checkId(v: Violations, field: string, value: string, required: b
   if (!ID_PATTERN.test(value)) v.add(field, "must be 1..128 characters of [A-Za-z0-9._:-]");
 }
 
+/** True when `value` has more than `max` characters (code points), counting no further than needed. */
+export function longerThan(value: string, max: number): boolean {
+  if (value.length <= max) return false;
+  let count = 0;
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    // The low half of a surrogate pair adds no character.
+    if (code < 0xdc00 || code > 0xdfff || i === 0 || value.charCodeAt(i - 1) < 0xd800 || value.charCodeAt(i - 1) > 0xdbff) count++;
+    if (count > max) return true;
+  }
+  return false;
+}
+
+/** U+0000 anywhere in free text: PostgreSQL cannot store it. */
+export function checkNoNul(v: Violations, field: string, value: string): void {
+  if (value.includes("\u0000")) v.add(field, NUL_DESCRIPTION);
+}
+
 export function checkText(v: Violations, field: string, value: string, maxChars: number, required = false): void {
   if (required && value === "") v.add(field, "is required");
   else if (value.length > maxChars) v.add(field, `must be at most ${maxChars} characters`);
+  checkNoNul(v, field, value);
 }
 
-export function jsonByteLength(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value ?? null), "utf8");
+/**
+ * A reference to something outside Cairn (user_id, agent_id, worker_id,
+ * event_type, a message's role): any UTF-8 of 1..256 characters without
+ * control characters, so "alice@example.com" and "team/planner" are fine.
+ */
+export function checkReference(v: Violations, field: string, value: string, required: boolean): void {
+  if (value === "") {
+    if (required) v.add(field, "is required");
+    return;
+  }
+  if (longerThan(value, MAX_REFERENCE_CHARS)) v.add(field, `must be at most ${MAX_REFERENCE_CHARS} characters`);
+  if (CONTROL_CHARACTERS.test(value)) v.add(field, "must not contain control characters (U+0000..U+001F, U+007F..U+009F)");
 }
 
+/**
+ * A JSON document (Struct, Value or ListValue): its encoded size, U+0000 in
+ * strings and keys, non-finite numbers, empty Values in lists and nesting,
+ * all in one walk. Violations name the path inside it: `session.state.a.b[2]`.
+ */
 export function checkDocument(v: Violations, field: string, value: unknown, limits: Limits): void {
   if (value === undefined || value === null) return;
-  const size = jsonByteLength(value);
-  if (size > limits.maxDocumentBytes) {
-    v.add(field, `is ${size} bytes encoded as JSON; the limit is ${limits.maxDocumentBytes}`);
+  checkInspected(v, field, value, limits, false);
+}
+
+/** A `repeated google.protobuf.Struct`, stored as one JSON array: each element is a document of its own. */
+export function checkDocumentList(v: Violations, field: string, list: unknown[], limits: Limits): void {
+  if (list.length > 0) checkInspected(v, field, list, limits, true);
+}
+
+function checkInspected(v: Violations, field: string, value: unknown, limits: Limits, listOfDocuments: boolean): void {
+  const { bytes, problems } = inspectJson(value, { maxDepth: limits.maxJsonDepth, listOfDocuments });
+  if (bytes > limits.maxDocumentBytes) {
+    v.add(field, `is ${bytes} bytes encoded as JSON; the limit is ${limits.maxDocumentBytes}`);
   }
+  for (const p of problems) v.add(field + p.path, p.description);
 }
 
 export function checkBatchSize(v: Violations, field: string, count: number, limits: Limits, required = true): void {
@@ -63,11 +114,22 @@ export function checkBatchSize(v: Violations, field: string, count: number, limi
   if (count > limits.maxBatchItems) v.add(field, `has ${count} items; the limit is ${limits.maxBatchItems}`);
 }
 
-export function checkLabels(v: Violations, field: string, labels: Record<string, string>): void {
-  for (const [key, value] of Object.entries(labels)) {
-    if (key === "" || key.length > 128) v.add(`${field}[${JSON.stringify(key)}]`, "label keys must be 1..128 characters");
-    if (value.length > 1024) v.add(`${field}[${JSON.stringify(key)}]`, "label values must be at most 1024 characters");
+export function checkLabels(v: Violations, field: string, labels: Record<string, string>, limits: Limits): void {
+  const entries = Object.entries(labels);
+  if (entries.length > limits.maxLabels) v.add(field, `has ${entries.length} labels; the limit is ${limits.maxLabels}`);
+  for (const [key, value] of entries) {
+    const shown = key.length > MAX_KEY_IN_PATH ? `${key.slice(0, MAX_KEY_IN_PATH)}…` : key;
+    const at = `${field}[${JSON.stringify(shown)}]`;
+    if (key === "" || longerThan(key, limits.maxLabelKeyChars)) v.add(at, `label keys must be 1..${limits.maxLabelKeyChars} characters`);
+    if (longerThan(value, limits.maxLabelValueChars)) v.add(at, `label values must be at most ${limits.maxLabelValueChars} characters`);
+    if (key.includes("\u0000")) v.add(at, `label keys ${NUL_DESCRIPTION}`);
+    checkNoNul(v, at, value);
   }
+}
+
+/** A filter list (statuses, event_types, decisions, states): at most limits.maxFilterItems. */
+export function checkFilterList(v: Violations, field: string, count: number, limits: Limits): void {
+  if (count > limits.maxFilterItems) v.add(field, `has ${count} items; the limit is ${limits.maxFilterItems}`);
 }
 
 /** Duplicates in a list of ids, reported at their second occurrence as `field[i]suffix`. */

@@ -1,13 +1,13 @@
 // Enqueueing jobs: one multi-row INSERT per batch that also NOTIFYs each
 // queue it added to, dedupe keys settled by the partial unique index, and
-// AIP-155 request ids through the shared createOnce. EnqueueJob calls that
+// AIP-155 request ids through db/idempotency.ts. EnqueueJob calls that
 // arrive together are coalesced into one such batch.
 import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
-import { createOnce } from "../db/idempotency.js";
+import { releaseClaim, rememberResponse, replayOrClaim } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
-import { alreadyExists, CairnError, transactionConflict } from "../errors.js";
+import { alreadyExists, CairnError, requestIdReused, transactionConflict } from "../errors.js";
 import { type EnqueueOutcome, existing, FIELDS, find, type JobEnqueue, type JobRecord, type NewJob } from "./store.js";
 
 /** Request ids of EnqueueJob and BatchEnqueueJobs share one scope: a batch item may replay a single call. */
@@ -62,9 +62,11 @@ export function enqueueAll(q: Queryable, enqueues: JobEnqueue[]): Promise<Enqueu
  * ALREADY_EXISTS for that job alone.
  */
 async function enqueueMany(q: Queryable, enqueues: JobEnqueue[]): Promise<Outcome[]> {
-  const outcomes = await replays(q, enqueues);
+  const leader = firstWithRequestId(enqueues);
+  const outcomes = await replays(q, enqueues, leader);
+  const claimed = enqueues.map((e, i) => e.idempotency !== null && leader[i] === i && outcomes[i] === undefined);
   for (let round = 0; round < DEDUPE_ROUNDS; round++) {
-    const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => outcomes[i] === undefined);
+    const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => leader[i] === i && outcomes[i] === undefined);
     if (open.length === 0) break;
     const inserted = await insertJobs(q, open.map(({ e }) => e.job));
     const skipped = open.filter(({ e }) => !inserted.has(e.job.jobId)).map(({ e }) => e.job);
@@ -78,19 +80,65 @@ async function enqueueMany(q: Queryable, enqueues: JobEnqueue[]): Promise<Outcom
       else if (taken.has(e.job.jobId)) outcomes[i] = alreadyExists("job", e.job.jobId);
     }
   }
-  return outcomes.map((o, i) => o ?? transactionConflict("the deduplicating job kept changing; retry", { queue: enqueues[i]!.job.queue }));
+  const settled = settle(enqueues, leader, outcomes);
+  await settleClaims(q, enqueues, claimed, settled);
+  return settled;
+}
+
+/** Every outcome: a job still open gave up on its dedupe holder; a follower gets its first call's outcome. */
+function settle(enqueues: JobEnqueue[], leader: number[], outcomes: (Outcome | undefined)[]): Outcome[] {
+  const settled: Outcome[] = [];
+  for (const [i, e] of enqueues.entries()) {
+    const first = leader[i]!;
+    if (first === i) settled.push(outcomes[i] ?? transactionConflict("the deduplicating job kept changing; retry", { queue: e.job.queue }));
+    else if (enqueues[first]!.idempotency!.requestHash === e.idempotency!.requestHash) settled.push(settled[first]!);
+    else settled.push(requestIdReused(e.idempotency!.requestId));
+  }
+  return settled;
 }
 
 /**
- * Request ids first: a replay's outcome is the job its first call created
- * (or that call's error, per item); undefined leaves the job to the INSERT.
+ * For each enqueue, the index of the first in the batch with its request id
+ * (its own index when it is the first, or has none). A retry coalesced with
+ * its first call follows that call instead of claiming the id again, which
+ * would find the claim but not yet the job.
  */
-async function replays(q: Queryable, enqueues: JobEnqueue[]): Promise<(Outcome | undefined)[]> {
+function firstWithRequestId(enqueues: JobEnqueue[]): number[] {
+  const firstOf = new Map<string, number>();
+  return enqueues.map((e, i) => {
+    if (e.idempotency === null) return i;
+    const first = firstOf.get(e.idempotency.requestId);
+    if (first !== undefined) return first;
+    firstOf.set(e.idempotency.requestId, i);
+    return i;
+  });
+}
+
+/**
+ * Request ids claimed by this batch record their call's response (the job
+ * created, or the dedupe holder with deduplicated: true), so a replay
+ * returns exactly that; a claim whose job failed alone is given up.
+ */
+async function settleClaims(q: Queryable, enqueues: JobEnqueue[], claimed: boolean[], outcomes: Outcome[]): Promise<void> {
+  for (const [i, e] of enqueues.entries()) {
+    if (!claimed[i] || e.idempotency === null) continue;
+    const o = outcomes[i]!;
+    if (o instanceof CairnError) await releaseClaim(q, ENQUEUE_SCOPE, e.idempotency);
+    else await rememberResponse(q, ENQUEUE_SCOPE, e.idempotency, o.job.jobId, o);
+  }
+}
+
+/**
+ * Request ids first: a replay's outcome is its first call's response (or
+ * that call's error, per item); undefined leaves the job to the INSERT, its
+ * request id claimed.
+ */
+async function replays(q: Queryable, enqueues: JobEnqueue[], leader: number[]): Promise<(Outcome | undefined)[]> {
   const outcomes: (Outcome | undefined)[] = enqueues.map(() => undefined);
   for (const [i, e] of enqueues.entries()) {
-    if (e.idempotency === null) continue;
+    if (e.idempotency === null || leader[i] !== i) continue;
     try {
-      outcomes[i] = await createOnce<EnqueueOutcome | undefined>(q, {
+      outcomes[i] = await replayOrClaim<EnqueueOutcome>(q, {
         scope: ENQUEUE_SCOPE,
         idempotency: e.idempotency,
         resource: "job",
@@ -99,8 +147,6 @@ async function replays(q: Queryable, enqueues: JobEnqueue[]): Promise<(Outcome |
           const job = await find(q, jobId);
           return job && { job, deduplicated: false };
         },
-        // New: the batch's one INSERT creates it.
-        create: async () => undefined,
       });
     } catch (error) {
       if (!(error instanceof CairnError)) throw error;

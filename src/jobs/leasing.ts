@@ -44,10 +44,12 @@ export class FinishedLeases {
 
 /**
  * Resolves `wait` on a notification for `queue`, a poke, a timeout or an
- * abort. It listens from creation on, so a notification that arrives while
- * the caller is reading is not lost: the next wait returns at once.
+ * abort of any of `signals`. It listens from creation on, so a notification
+ * that arrives while the caller is reading is not lost: the next wait
+ * returns at once. Every way a wait ends removes its abort listeners, so a
+ * long wait of many rounds leaves none behind.
  */
-function waiter(hub: NotifyHub, queue: string, signal: AbortSignal) {
+export function waiter(hub: Pick<NotifyHub, "listen">, queue: string, signals: AbortSignal[]) {
   let notified = false;
   let wake: () => void = () => {};
   const remove = hub.listen(CHANNELS.jobs, (payload) => {
@@ -59,19 +61,20 @@ function waiter(hub: NotifyHub, queue: string, signal: AbortSignal) {
   });
   return {
     async wait(timeoutMs: number): Promise<void> {
-      if (notified || signal.aborted) {
+      if (notified || signals.some((s) => s.aborted)) {
         notified = false;
         return;
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeoutMs);
         const done = () => {
           clearTimeout(timer);
-          signal.removeEventListener("abort", done);
+          for (const s of signals) s.removeEventListener("abort", done);
+          wake = () => {};
           resolve();
         };
+        const timer = setTimeout(done, timeoutMs);
         wake = done;
-        signal.addEventListener("abort", done, { once: true });
+        for (const s of signals) s.addEventListener("abort", done, { once: true });
       });
       notified = false;
     },
@@ -84,9 +87,13 @@ function waiter(hub: NotifyHub, queue: string, signal: AbortSignal) {
   };
 }
 
-/** LeaseJobs: up to `max` leases, waiting up to `waitMs` for the first. */
+/**
+ * LeaseJobs: up to `max` leases, waiting up to `waitMs` for the first. When
+ * the replica begins to shut down, a wait ends at once with no leases, so
+ * it does not hold shutdown for the grace period.
+ */
 export async function leaseWithWait(
-  deps: Pick<LeasingDeps, "db" | "hub">,
+  deps: Pick<LeasingDeps, "db" | "hub"> & { stopping: AbortSignal },
   ctx: { signal: AbortSignal },
   r: LeaseRequest,
   max: number,
@@ -94,12 +101,14 @@ export async function leaseWithWait(
 ): Promise<Lease[]> {
   const until = Date.now() + waitMs;
   const q = deps.db.on(ctx);
-  const w = waiter(deps.hub, r.queue, ctx.signal);
+  const { stopping } = deps;
+  const w = waiter(deps.hub, r.queue, [ctx.signal, stopping]);
   try {
     for (;;) {
       const leases = await lease(q, r.queue, r.workerId, max, r.leaseMs);
-      if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted) return leases;
+      if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted || stopping.aborted) return leases;
       await w.wait(Math.min(until - Date.now(), BACKSTOP_MS));
+      if (stopping.aborted) return [];
     }
   } finally {
     w.dispose();
@@ -121,7 +130,7 @@ export async function streamLeases(
   const { db, hub, finished } = deps;
   const q = db.on(ctx);
   const held = new Map<string, string>();
-  const w = waiter(hub, r.queue, ctx.signal);
+  const w = waiter(hub, r.queue, [ctx.signal]);
   const onFinished = () => w.poke();
   const heldList = () => [...held].map(([jobId, token]) => ({ jobId, token }));
   try {

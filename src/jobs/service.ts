@@ -3,22 +3,35 @@
 // StreamJobs loop) in leasing.ts, the SQL in store.ts. The factory is the
 // union of four small groups (enqueue, lease, finish, manage) so that no
 // function grows past a screen.
-import { type Duration, type EnqueueJobRequest, type Job, JobServiceService, JobState } from "@cairn/client";
+import { type Duration, type EnqueueJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { idempotency } from "../db/idempotency.js";
-import { writeMessage } from "../grpc/backpressure.js";
+import { writeMessage } from "../grpc/streams.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
-import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkDocument, checkId, checkText, checkUnique } from "../grpc/validate.js";
+import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
+import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
+import {
+  Violations,
+  checkBatchSize,
+  checkDocument,
+  checkFilterList,
+  checkId,
+  checkReference,
+  checkText,
+  checkUnique,
+} from "../grpc/validate.js";
 import { enqueueAll, JobEnqueuer } from "./enqueue.js";
 import { FinishedLeases, leaseWithWait, streamLeases } from "./leasing.js";
 import * as store from "./store.js";
-import type { JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
+import type { JobDocument, JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
 
 const JOB_STATES = enumCodec<JobState, JobStateName>(JobState, "JOB_STATE_");
+const JOB_FIELDS = maskedResource(Job);
+/** The documents a read mask may leave out of the SELECT, by field name. */
+const JOB_DOCUMENTS: Record<string, JobDocument> = { payload: "payload", result: "result", last_error: "lastError" };
 const DEFAULTS = { maxAttempts: 5, initialMs: 1_000, maxMs: 3_600_000, multiplier: 2, leaseMs: 30_000 };
 const MAX_WAIT_MS = 60_000;
 const MAX_LEASE_MS = 24 * 3600 * 1000;
@@ -142,32 +155,33 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
       const enqueues = request.requests.map((r, i) => toEnqueue(v, r, `requests[${i}].`, limits));
       // Only ids the client gave: generated ones are unique anyway.
       checkUnique(v, "requests", request.requests.map((r) => r.job?.jobId ?? ""), ".job.job_id");
+      const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
-      return { jobs: (await enqueueAll(db.on(ctx), enqueues)).map((o) => toWire(o.job)) };
+      return { jobs: (await enqueueAll(db.on(ctx), enqueues)).map((o) => mask.apply(toWire(o.job))) };
     },
   };
 }
 
-function leaseHandlers({ db, hub }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, "leaseJobs" | "streamJobs" | "extendLease"> {
+function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, "leaseJobs" | "streamJobs" | "extendLease"> {
   return {
     async leaseJobs(request, ctx) {
       const v = new Violations();
       checkId(v, "queue", request.queue, true);
-      checkText(v, "worker_id", request.workerId, 128);
+      checkReference(v, "worker_id", request.workerId, false);
       if (request.maxJobs < 1 || request.maxJobs > 1000) v.add("max_jobs", "must be 1..1000");
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
       const waitMs = durationMs(v, "wait", request.wait, 0, true);
       if (waitMs > MAX_WAIT_MS) v.add("wait", "must be at most 60 s");
       v.throwIfAny();
       const r = { queue: request.queue, workerId: request.workerId, leaseMs };
-      const leases = await leaseWithWait({ db, hub }, ctx, r, request.maxJobs, waitMs);
+      const leases = await leaseWithWait({ db, hub, stopping }, ctx, r, request.maxJobs, waitMs);
       return { leases: leases.map(toWireLease) };
     },
 
     async streamJobs(request, call, ctx) {
       const v = new Violations();
       checkId(v, "queue", request.queue, true);
-      checkText(v, "worker_id", request.workerId, 128);
+      checkReference(v, "worker_id", request.workerId, false);
       if (request.maxInFlight < 1 || request.maxInFlight > 1000) v.add("max_in_flight", "must be 1..1000");
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
       v.throwIfAny();
@@ -230,7 +244,7 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
 
 type Managing = "cancelJob" | "retryJob" | "getJob" | "listJobs" | "getQueueStats" | "pauseQueue" | "resumeQueue";
 
-function manageHandlers({ db }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, Managing> {
+function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, Managing> {
   return {
     async cancelJob(request, ctx) {
       checkJobId(request.jobId);
@@ -245,22 +259,34 @@ function manageHandlers({ db }: ServiceDeps, finished: FinishedLeases): Pick<Job
     },
 
     async getJob(request, ctx) {
-      checkJobId(request.jobId);
-      return toWire(await store.get(db.on(ctx), request.jobId));
+      const v = new Violations();
+      checkId(v, "job_id", request.jobId, true);
+      const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
+      v.throwIfAny();
+      return mask.apply(toWire(await store.get(db.on(ctx), request.jobId)));
     },
 
     async listJobs(request, ctx) {
       const v = new Violations();
       checkId(v, "queue", request.queue, false);
+      checkFilterList(v, "states", request.states.length, limits);
       const states = request.states.map((s, i) => JOB_STATES.parse(v, `states[${i}]`, s));
       const limit = pageSize(v, request.pageSize);
+      const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
       const bound = { queue: request.queue, states: [...new Set(states as JobStateName[])].sort() };
-      const key = decodePageToken(request.pageToken, bound, ["string", "string"]);
+      const key = decodePageToken(request.pageToken, bound, ["time", "id"]);
       const after = key ? { time: key[0], jobId: key[1] } : undefined;
-      const rows = await store.list(db.on(ctx), request.queue || null, bound.states, limit + 1, after);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (j) => [j.createTime, j.jobId]);
-      return { jobs: page.map(toWire), nextPageToken };
+      const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
+      const page = await store.list(db.on(ctx), request.queue || null, bound.states, pageLimits, after, mask.omitted(JOB_DOCUMENTS));
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (j) => [j.createTime, j.jobId],
+        toWire: (j) => mask.apply(toWire(j)),
+        encoder: Job,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { jobs: items, nextPageToken };
     },
 
     async getQueueStats(request, ctx) {

@@ -11,6 +11,7 @@ import type { Queryable } from "../db/database.js";
 import { isUniqueViolation } from "../db/errors.js";
 import type { Idempotency } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
+import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { type CairnError, failedPrecondition, leaseLost, notFound } from "../errors.js";
 
 export type JobStateName = "SCHEDULED" | "AVAILABLE" | "RUNNING" | "RETRYING" | "SUCCEEDED" | "DEAD" | "CANCELLED";
@@ -111,6 +112,20 @@ export const FIELDS: Fields<JobRecord> = {
 };
 
 const COLUMNS = selectList(FIELDS);
+
+/** The fields a read mask may leave out of the SELECT: the documents. */
+export type JobDocument = "payload" | "result" | "lastError";
+
+const SIZES: Sizes<JobRecord> = {
+  jobId: textSize("job_id"),
+  queue: textSize("queue"),
+  payload: jsonSize("payload"),
+  dedupeKey: textSize("dedupe_key"),
+  sessionId: textSize("session_id"),
+  workerId: textSize("worker_id"),
+  lastError: jsonSize("last_error"),
+  result: jsonSize("result"),
+};
 
 /** The delay before retry number `attempt` (1-based): initial × multiplier^(attempt−1), capped. */
 const BACKOFF_SQL = `least(backoff_max_ms, backoff_initial_ms * power(backoff_multiplier, greatest(attempt - 1, 0)))
@@ -322,23 +337,31 @@ export async function get(q: Queryable, jobId: string): Promise<JobRecord> {
   return job;
 }
 
-/** A page of jobs by (create_time, job_id), after the keyset `after`. */
+/** A page of jobs by (create_time, job_id), after the keyset `after`; `omit`: documents left out (NULL). */
 export async function list(
   q: Queryable,
   queue: string | null,
   states: JobStateName[],
-  limit: number,
+  limits: PageLimits,
   after: { time: string; jobId: string } | undefined,
-): Promise<JobRecord[]> {
-  const result = await q.query<JobRecord>(
-    `SELECT ${COLUMNS} FROM jobs
+  omit: readonly JobDocument[] = [],
+): Promise<Page<JobRecord>> {
+  const sql = pagedSql({
+    fields: omitting(FIELDS, omit),
+    size: rowSize(SIZES, omit),
+    from: `FROM jobs
       WHERE ($1::text IS NULL OR queue = $1)
         AND (cardinality($2::text[]) = 0 OR ${effectiveState("")} = ANY ($2::text[]))
-        AND ($3::timestamptz IS NULL OR (create_time, job_id) > ($3, $4::text))
-      ORDER BY create_time, job_id LIMIT $5`,
-    [queue, states, after?.time ?? null, after?.jobId ?? null, limit],
-  );
-  return result.rows;
+        AND ($3::timestamptz IS NULL OR (create_time, job_id) > ($3, $4::text))`,
+    order: [
+      ["createTime", "ASC"],
+      ["jobId", "ASC"],
+    ],
+    limit: "$5",
+    budget: "$6",
+  });
+  const result = await q.query<Paged<JobRecord>>(sql, [queue, states, after?.time ?? null, after?.jobId ?? null, limits.rows, limits.bytes]);
+  return toPage(result.rows);
 }
 
 export async function stats(q: Queryable, queue: string): Promise<QueueStats> {

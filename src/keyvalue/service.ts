@@ -1,20 +1,26 @@
 // KeyValueService handlers: validate, convert, call the store; Watch tails
 // the change log with the same catch-up-then-live machinery as traces.
-import { type Entry, KeyValueServiceService, type PutRequest, WatchEventType, type WatchResponse } from "@cairn/client";
+import { Entry, KeyValueServiceService, type PutRequest, WatchEventType, type WatchResponse } from "@cairn/client";
 import type { Limits } from "../config.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
-import { writeMessage } from "../grpc/backpressure.js";
+import { streamRoom, writeMessage } from "../grpc/streams.js";
 import { positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
-import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkId, checkUnique, jsonByteLength } from "../grpc/validate.js";
+import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
+import { maskedResource, parseReadMask, type ReadMask } from "../grpc/read-mask.js";
+import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
 import * as store from "./store.js";
 import type { ChangeType, EntryRecord, KvValue } from "./store.js";
 import { type PutItem, WriteBatcher, putAll } from "./writes.js";
 
 const WATCH_EVENT_TYPES = enumCodec<WatchEventType, ChangeType>(WatchEventType, "WATCH_EVENT_TYPE_");
+
+const ENTRY_FIELDS = maskedResource(Entry, { value: ["bytes_value", "json_value"] });
+
+/** A read mask without either value field: the store need not read values at all. */
+const valueMasked = (mask: ReadMask<Entry>) => !mask.includes("bytes_value") && !mask.includes("json_value");
 
 function toWire(e: EntryRecord): Entry {
   return {
@@ -67,8 +73,7 @@ function toPutItem(v: Violations, request: PutRequest, at: string, limits: Limit
     if (value.bytes.length > limits.maxDocumentBytes) v.add(`${at}entry.bytes_value`, `is larger than ${limits.maxDocumentBytes} bytes`);
   } else if (entry.value?.$case === "jsonValue") {
     value = { kind: "json", json: entry.value.value ?? null };
-    const size = jsonByteLength(value.json);
-    if (size > limits.maxDocumentBytes) v.add(`${at}entry.json_value`, `is ${size} bytes encoded as JSON; the limit is ${limits.maxDocumentBytes}`);
+    checkDocument(v, `${at}entry.json_value`, value.json, limits);
   } else {
     v.add(`${at}entry.value`, "is required: set bytes_value or json_value");
   }
@@ -94,8 +99,9 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
     async get(request, ctx) {
       const v = new Violations();
       checkKey(v, "key", request.key, limits);
+      const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      return toWire(await reads.get(ctx, request.key));
+      return mask.apply(toWire(await reads.get(ctx, request.key)));
     },
 
     async put(request, ctx) {
@@ -117,20 +123,30 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       const v = new Violations();
       checkKey(v, "prefix", request.prefix, limits, true);
       const limit = pageSize(v, request.pageSize);
+      const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
       const bound = { prefix: request.prefix, keysOnly: request.keysOnly };
-      const [afterKey] = decodePageToken(request.pageToken, bound, ["string"]) ?? [null];
-      const rows = await store.list(db.on(ctx), request.prefix, afterKey, limit + 1, request.keysOnly);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.key]);
-      return { entries: page.map(toWire), nextPageToken };
+      const [afterKey] = decodePageToken(request.pageToken, bound, ["id"]) ?? [null];
+      const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
+      const page = await store.list(db.on(ctx), request.prefix, afterKey, pageLimits, request.keysOnly || valueMasked(mask));
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (e) => [e.key],
+        toWire: (e) => mask.apply(toWire(e)),
+        encoder: Entry,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { entries: items, nextPageToken };
     },
 
     async batchGet(request, ctx) {
       const v = new Violations();
       checkKeys(v, request.keys, limits);
+      const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      const found = await store.readEntries(db.on(ctx), [...new Set(request.keys)]);
-      return { entries: request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i).map((k) => toWire(found.get(k)!)) };
+      const found = await store.readEntries(db.on(ctx), [...new Set(request.keys)], valueMasked(mask));
+      const keys = request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i);
+      return { entries: keys.map((k) => mask.apply(toWire(found.get(k)!))) };
     },
 
     async batchPut(request, ctx) {
@@ -173,19 +189,22 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       if (request.startRevision < 0) v.add("start_revision", "must not be negative (0 means: from now on)");
       v.throwIfAny();
       const q = db.on(ctx);
-      const send = (message: WatchResponse) => writeMessage(call, message, ctx.signal);
+      // If a message never reaches the client, it resumes at that message's revision.
+      const send = (message: WatchResponse, resumeRevision: number) =>
+        writeMessage(call, message, ctx.signal, { resume_revision: String(resumeRevision) });
       await tail({
         from: request.startRevision === 0 ? "now" : request.startRevision,
         readHead: async () => (await store.revisions(q)).last,
-        readPage: (cursor) => store.readChanges(q, cursor, request.prefix),
+        readPage: (cursor, maxBytes) => store.readChanges(q, cursor, request.prefix, maxBytes),
+        room: () => streamRoom(call, ctx.signal),
         deliver: (change) =>
           send({
             message: {
               $case: "event",
               value: { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWire(change.entry), revision: change.revision },
             },
-          }),
-        progress: (revision) => send({ message: { $case: "progress", value: { revision } } }),
+          }, change.revision),
+        progress: (revision) => send({ message: { $case: "progress", value: { revision } } }, revision + 1),
         onWake: (listener) => deps.hub.listen(CHANNELS.keyValueChanges, listener),
         progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,

@@ -10,7 +10,8 @@ import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
-import { SCAN_WINDOW, type TailPage, windowPage } from "../db/tail.js";
+import { jsonSize, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
+import { SCAN_WINDOW, TAIL_PAGE_BYTES, type TailPage, windowPage } from "../db/tail.js";
 import { notFound, revisionCompacted, versionConflict } from "../errors.js";
 
 export type KvValue = { kind: "bytes"; bytes: Buffer } | { kind: "json"; json: unknown };
@@ -56,8 +57,16 @@ export const FIELDS: Fields<EntryRecord> = {
   expireTime: "expire_time",
 };
 
-/** keys_only listings select no value at all. */
+/** keys_only listings (and read masks without the value) select no value at all. */
 const KEY_FIELDS: Fields<EntryRecord> = { ...FIELDS, value: () => "NULL" };
+
+/** Sizes of an entry's varying fields, for byte-bounded pages; the change log has the same columns. */
+const SIZES: Sizes<EntryRecord> = {
+  key: textSize("key"),
+  value: `${textSize("bytes_value")} + ${jsonSize("json_value")}`,
+  sessionId: textSize("session_id"),
+};
+const KEY_SIZES: Sizes<EntryRecord> = { ...SIZES, value: "0" };
 
 /** A change-log row has no mod_revision of its own: the change's revision is it. */
 const CHANGE_FIELDS: Fields<EntryRecord> = { ...FIELDS, modRevision: "revision" };
@@ -108,11 +117,11 @@ function logRemovalsSql(deleteSql: string, changeType: "DELETE" | "EXPIRE"): str
             (SELECT pg_notify('${CHANNELS.keyValueChanges}', max(revision)::text) FROM logged) AS notified`;
 }
 
-/** Live entries for these keys, in one statement. */
-export async function readEntries(q: Queryable, keys: string[]): Promise<Map<string, EntryRecord>> {
+/** Live entries for these keys, in one statement; without their values when `keysOnly`. */
+export async function readEntries(q: Queryable, keys: string[], keysOnly = false): Promise<Map<string, EntryRecord>> {
   const result = await q.prepared<SelectedEntry>(
-    "kv_read",
-    `SELECT ${selectList(FIELDS)} FROM kv_entries WHERE key = ANY ($1::text[]) AND ${LIVE}`,
+    keysOnly ? "kv_read_keys" : "kv_read",
+    `SELECT ${selectList(keysOnly ? KEY_FIELDS : FIELDS)} FROM kv_entries WHERE key = ANY ($1::text[]) AND ${LIVE}`,
     [keys],
   );
   return new Map(result.rows.map((r) => [r.key, decodeEntry(r)]));
@@ -170,16 +179,19 @@ export async function deleteEntries(q: Queryable, keys: string[]): Promise<numbe
   return result.rows[0]!.n;
 }
 
-/** Keys in order from `afterKey`, live only; values omitted when keysOnly. */
-export async function list(q: Queryable, prefix: string, afterKey: string | null, limit: number, keysOnly: boolean): Promise<EntryRecord[]> {
-  const result = await q.query<SelectedEntry>(
-    `SELECT ${selectList(keysOnly ? KEY_FIELDS : FIELDS)}
-       FROM kv_entries
-      WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) AND ${LIVE}
-      ORDER BY key LIMIT $3`,
-    [prefixPattern(prefix), afterKey, limit],
-  );
-  return result.rows.map(decodeEntry);
+/** One page of live keys in order after `afterKey`; values omitted when keysOnly. */
+export async function list(q: Queryable, prefix: string, afterKey: string | null, limits: PageLimits, keysOnly: boolean): Promise<Page<EntryRecord>> {
+  const sql = pagedSql({
+    fields: keysOnly ? KEY_FIELDS : FIELDS,
+    size: rowSize(keysOnly ? KEY_SIZES : SIZES),
+    from: `FROM kv_entries WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) AND ${LIVE}`,
+    order: [["key", "ASC"]],
+    limit: "$3",
+    budget: "$4",
+  });
+  const result = await q.query<Paged<SelectedEntry>>(sql, [prefixPattern(prefix), afterKey, limits.rows, limits.bytes]);
+  const page = toPage(result.rows);
+  return { ...page, items: page.items.map(decodeEntry) };
 }
 
 /** One batch of expired entries removed, each logged as an EXPIRE. */
@@ -238,33 +250,46 @@ const CHANGE_TYPE = (t: string) =>
     .map(([name, code]) => `WHEN ${code} THEN '${name}'`)
     .join(" ")} END`;
 
-type ChangeRow = SelectedEntry & { head: number; compact: number; revision: number | null; type: ChangeType };
+type ChangeRow = SelectedEntry & { revision: number; type: ChangeType };
+
+const CHANGE_ROW_FIELDS: Fields<ChangeRow> = { ...CHANGE_FIELDS, revision: "revision", type: CHANGE_TYPE };
+
+/**
+ * Watch's read: changes under a prefix in a window of revisions, at most
+ * $4 bytes of them. The outer row always exists (LEFT JOIN ... ON true), so
+ * the head and compact revisions arrive even when the window holds no change.
+ */
+const CHANGES_SQL = `SELECT r.last_revision AS head, r.compact_revision AS compact, c.*
+  FROM kv_revisions r
+  LEFT JOIN LATERAL (${pagedSql({
+    fields: CHANGE_ROW_FIELDS,
+    size: rowSize(SIZES),
+    from: `FROM kv_changes
+      WHERE revision >= $1 AND revision <= least(r.last_revision, $1 + $2 - 1) AND key LIKE $3 ESCAPE '\\'`,
+    order: [["revision", "ASC"]],
+    limit: "$2",
+    budget: "$4",
+  })}) c ON true`;
 
 /**
  * Changes under `prefix` from `cursor`, scanning at most SCAN_WINDOW
- * revisions and never past the committed head, in one snapshot; fails
- * with REVISION_COMPACTED when the cursor fell behind the retained log.
+ * revisions and never past the committed head, in one snapshot, and no
+ * more than about `maxBytes` of them (at least one); fails with
+ * REVISION_COMPACTED when the cursor fell behind the retained log.
  */
-export async function readChanges(q: Queryable, cursor: number, prefix: string): Promise<TailPage<ChangeRecord>> {
-  // The outer row always exists (LEFT JOIN ... ON true), so the head and
-  // compact revisions arrive even when the window holds no change.
-  const result = await q.query<ChangeRow>(
-    `SELECT r.last_revision AS head, r.compact_revision AS compact, c.revision AS revision,
-            ${CHANGE_TYPE("c.")} AS type, ${selectList(CHANGE_FIELDS, "c.")}
-       FROM kv_revisions r
-       LEFT JOIN LATERAL (
-         SELECT * FROM kv_changes
-          WHERE revision >= $1 AND revision <= least(r.last_revision, $1 + $2 - 1) AND key LIKE $3 ESCAPE '\\'
-          ORDER BY revision
-       ) c ON true`,
-    [cursor, SCAN_WINDOW, prefixPattern(prefix)],
-  );
+export async function readChanges(q: Queryable, cursor: number, prefix: string, maxBytes = TAIL_PAGE_BYTES): Promise<TailPage<ChangeRecord>> {
+  const result = await q.query<Paged<ChangeRow> & { head: number; compact: number }>(CHANGES_SQL, [
+    cursor,
+    SCAN_WINDOW,
+    prefixPattern(prefix),
+    maxBytes,
+  ]);
   const { head, compact } = result.rows[0]!;
   if (cursor <= compact) throw revisionCompacted(compact);
-  const items = result.rows
-    .filter((r) => r.revision !== null)
-    .map(({ head: _head, compact: _compact, revision, type, ...entry }) => ({ revision: revision!, type, entry: decodeEntry(entry) }));
-  return windowPage(cursor, head, items);
+  const page = toPage(result.rows.filter((r) => r.revision !== null).map(({ head: _head, compact: _compact, ...row }) => row));
+  const items = page.items.map(({ revision, type, ...entry }) => ({ revision, type, entry: decodeEntry(entry) }));
+  // Cut by bytes: the window was seen only up to the last change read.
+  return windowPage(cursor, head, items, page.more ? items[items.length - 1]!.revision : undefined);
 }
 
 /** Deletes the entries scoped to these sessions (inside a session delete), logging DELETEs. */

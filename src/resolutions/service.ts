@@ -2,7 +2,7 @@
 import {
   type CreateResolutionRequest,
   Decision,
-  type Resolution,
+  Resolution,
   ResolutionServiceService,
 } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
@@ -11,8 +11,17 @@ import { idempotency } from "../db/idempotency.js";
 import { isoFromTimestamp, positiveDurationMicros, timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
-import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
+import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
+import {
+  Violations,
+  checkBatchSize,
+  checkDocument,
+  checkDocumentList,
+  checkFilterList,
+  checkId,
+  checkReference,
+  checkUnique,
+} from "../grpc/validate.js";
 import { isoToEpochMicros } from "../time.js";
 import * as store from "./store.js";
 import type { DecisionName, ResolutionCreate, ResolutionFilter, ResolutionRecord } from "./store.js";
@@ -44,18 +53,18 @@ function toCreate(v: Violations, request: CreateResolutionRequest, at: string, l
   }
   checkId(v, `${at}resolution.resolution_id`, r.resolutionId, false);
   checkId(v, `${at}resolution.request_id`, r.requestId, true);
-  checkId(v, `${at}resolution.agent_id`, r.agentId, true);
+  checkReference(v, `${at}resolution.agent_id`, r.agentId, true);
   checkId(v, `${at}resolution.session_id`, r.sessionId, true);
   checkId(v, `${at}request_id`, request.requestId, false);
   const decision = DECISIONS.parse(v, `${at}resolution.decision`, r.decision);
-  const documents = {
+  const lists = {
     context_blocks: r.contextBlocks,
     allowed_actions: r.allowedActions,
     denied_actions: r.deniedActions,
     policies_applied: r.policiesApplied,
-    metadata: r.metadata,
   };
-  for (const [name, value] of Object.entries(documents)) checkDocument(v, `${at}resolution.${name}`, value, limits);
+  for (const [name, list] of Object.entries(lists)) checkDocumentList(v, `${at}resolution.${name}`, list, limits);
+  checkDocument(v, `${at}resolution.metadata`, r.metadata, limits);
   const ttlMicros = request.ttl ? v.collect(() => positiveDurationMicros(request.ttl!, `${at}ttl`)) : null;
   const expireTime = request.ttl ? null : v.collect(() => isoFromTimestamp(r.expireTime, `${at}resolution.expire_time`));
   if (expireTime && isoToEpochMicros(expireTime) <= BigInt(Date.now()) * 1000n) {
@@ -113,9 +122,10 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
 
     async listResolutions(request, ctx) {
       const v = new Violations();
-      checkId(v, "agent_id", request.agentId, false);
+      checkReference(v, "agent_id", request.agentId, false);
       checkId(v, "session_id", request.sessionId, false);
       checkId(v, "request_id", request.requestId, false);
+      checkFilterList(v, "decisions", request.decisions.length, limits);
       const decisions = request.decisions.map((d, i) => DECISIONS.parse(v, `decisions[${i}]`, d)).filter((d) => d !== undefined);
       const createdAfter = v.collect(() => isoFromTimestamp(request.createdAfter, "created_after"));
       const createdBefore = v.collect(() => isoFromTimestamp(request.createdBefore, "created_before"));
@@ -130,11 +140,17 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
         createdBefore,
         includeExpired: request.includeExpired,
       };
-      const after = decodePageToken(request.pageToken, filter, ["string", "string"]);
+      const after = decodePageToken(request.pageToken, filter, ["time", "id"]);
       const before = after && { time: after[0], resolutionId: after[1] };
-      const rows = await store.listResolutions(db.on(ctx), filter, limit + 1, before);
-      const { page, nextPageToken } = paginate(rows, limit, filter, (r) => [r.createTime, r.resolutionId]);
-      return { resolutions: page.map(toWire), nextPageToken };
+      const page = await store.listResolutions(db.on(ctx), filter, { rows: limit, bytes: limits.maxPageBytes }, before);
+      const { items, nextPageToken } = pageResponse(page, {
+        bound: filter,
+        keyOf: (r) => [r.createTime, r.resolutionId],
+        toWire,
+        encoder: Resolution,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { resolutions: items, nextPageToken };
     },
 
     async deleteResolution(request, ctx) {

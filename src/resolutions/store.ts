@@ -5,6 +5,7 @@ import { inBatches } from "../db/batches.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
 import { createOnce, type Idempotency } from "../db/idempotency.js";
+import { jsonSize, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { alreadyExists, notFound } from "../errors.js";
 
 export type DecisionName = "ALLOW" | "DENY" | "PARTIAL";
@@ -64,8 +65,41 @@ const FIELDS: Fields<ResolutionRecord> = {
 };
 const COLUMNS = selectList(FIELDS);
 
+const SIZES: Sizes<ResolutionRecord> = {
+  resolutionId: textSize("resolution_id"),
+  requestId: textSize("request_id"),
+  agentId: textSize("agent_id"),
+  sessionId: textSize("session_id"),
+  contextBlocks: jsonSize("context_blocks"),
+  allowedActions: jsonSize("allowed_actions"),
+  deniedActions: jsonSize("denied_actions"),
+  policiesApplied: jsonSize("policies_applied"),
+  metadata: jsonSize("metadata"),
+};
+
 /** Rows a read may see: unexpired, as of this statement. */
 const LIVE = `(expire_time IS NULL OR expire_time > now())`;
+
+/** Newest first, keyset-paged on (create_time, resolution_id) with the cursor in $8, $9. */
+const LIST_SQL = pagedSql({
+  fields: FIELDS,
+  size: rowSize(SIZES),
+  from: `FROM resolutions
+    WHERE ($1::text IS NULL OR agent_id = $1)
+      AND ($2::text IS NULL OR session_id = $2)
+      AND ($3::text IS NULL OR request_id = $3)
+      AND (cardinality($4::text[]) = 0 OR decision = ANY ($4::text[]))
+      AND ($5::timestamptz IS NULL OR create_time > $5)
+      AND ($6::timestamptz IS NULL OR create_time < $6)
+      AND ($7 OR ${LIVE})
+      AND ($8::timestamptz IS NULL OR (create_time, resolution_id) < ($8, $9::text))`,
+  order: [
+    ["createTime", "DESC"],
+    ["resolutionId", "DESC"],
+  ],
+  limit: "$10",
+  budget: "$11",
+});
 
 /** Creates every resolution or none; replays known request ids. */
 export function createResolutions(q: Queryable, creates: ResolutionCreate[]): Promise<ResolutionRecord[]> {
@@ -128,28 +162,27 @@ export async function getResolution(q: Queryable, resolutionId: string): Promise
   return result.rows[0];
 }
 
-/** Newest first, keyset-paged on (create_time, resolution_id): `before` is the last row of the previous page. */
+/** One page, newest first: `before` is the last row of the previous page. */
 export async function listResolutions(
   q: Queryable,
   f: ResolutionFilter,
-  limit: number,
+  limits: PageLimits,
   before: { time: string; resolutionId: string } | undefined,
-): Promise<ResolutionRecord[]> {
-  const result = await q.query<ResolutionRecord>(
-    `SELECT ${COLUMNS} FROM resolutions
-      WHERE ($1::text IS NULL OR agent_id = $1)
-        AND ($2::text IS NULL OR session_id = $2)
-        AND ($3::text IS NULL OR request_id = $3)
-        AND (cardinality($4::text[]) = 0 OR decision = ANY ($4::text[]))
-        AND ($5::timestamptz IS NULL OR create_time > $5)
-        AND ($6::timestamptz IS NULL OR create_time < $6)
-        AND ($7 OR ${LIVE})
-        AND ($8::timestamptz IS NULL OR (create_time, resolution_id) < ($8, $9::text))
-      ORDER BY create_time DESC, resolution_id DESC
-      LIMIT $10`,
-    [f.agentId, f.sessionId, f.requestId, f.decisions, f.createdAfter, f.createdBefore, f.includeExpired, before?.time ?? null, before?.resolutionId ?? null, limit],
-  );
-  return result.rows;
+): Promise<Page<ResolutionRecord>> {
+  const result = await q.query<Paged<ResolutionRecord>>(LIST_SQL, [
+    f.agentId,
+    f.sessionId,
+    f.requestId,
+    f.decisions,
+    f.createdAfter,
+    f.createdBefore,
+    f.includeExpired,
+    before?.time ?? null,
+    before?.resolutionId ?? null,
+    limits.rows,
+    limits.bytes,
+  ]);
+  return toPage(result.rows);
 }
 
 /** Deletes a live resolution; NOT_FOUND when there is none. */

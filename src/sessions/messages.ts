@@ -2,6 +2,7 @@
 // allocated under the session row's lock so appends never collide.
 import { type Fields, selectList } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
+import { jsonSize, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { notFound } from "../errors.js";
 import { getSession, type JsonObject } from "./store.js";
 
@@ -27,6 +28,22 @@ const FIELDS: Fields<MessageRecord> = {
 };
 const COLUMNS = selectList(FIELDS);
 
+const SIZES: Sizes<MessageRecord> = {
+  sessionId: textSize("session_id"),
+  role: textSize("role"),
+  content: textSize("content"),
+  metadata: jsonSize("metadata"),
+};
+
+const LIST_SQL = pagedSql({
+  fields: FIELDS,
+  size: rowSize(SIZES),
+  from: `FROM session_messages WHERE session_id = $1 AND sequence > $2`,
+  order: [["sequence", "ASC"]],
+  limit: "$3",
+  budget: "$4",
+});
+
 /** Locks the session row to hand out the next sequences, then inserts in order. */
 export function appendMessages(q: Queryable, sessionId: string, messages: NewMessage[]): Promise<MessageRecord[]> {
   return q.atomic(async (tx) => {
@@ -49,14 +66,9 @@ export function appendMessages(q: Queryable, sessionId: string, messages: NewMes
   });
 }
 
-/** Ascending sequence after `afterSequence`; NOT_FOUND for an unknown session. */
-export async function listMessages(q: Queryable, sessionId: string, afterSequence: number, limit: number): Promise<MessageRecord[]> {
-  const result = await q.query<MessageRecord>(
-    `SELECT ${COLUMNS} FROM session_messages
-      WHERE session_id = $1 AND sequence > $2
-      ORDER BY sequence LIMIT $3`,
-    [sessionId, afterSequence, limit],
-  );
+/** Ascending sequence after `afterSequence`, one page; NOT_FOUND for an unknown session. */
+export async function listMessages(q: Queryable, sessionId: string, afterSequence: number, limits: PageLimits): Promise<Page<MessageRecord>> {
+  const result = await q.query<Paged<MessageRecord>>(LIST_SQL, [sessionId, afterSequence, limits.rows, limits.bytes]);
   if (result.rows.length === 0) await getSession(q, sessionId);
-  return result.rows;
+  return toPage(result.rows);
 }

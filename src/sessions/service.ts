@@ -3,8 +3,8 @@
 import {
   type AppendMessagesRequest,
   type CreateSessionRequest,
-  type Message,
-  type Session,
+  Message,
+  Session,
   type SessionFilter as WireSessionFilter,
   SessionServiceService,
   SessionStatus,
@@ -15,14 +15,17 @@ import { idempotency } from "../db/idempotency.js";
 import { durationFromMicros, isoFromTimestamp, timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
-import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
+import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
+import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
 import {
   Violations,
   checkBatchSize,
   checkDocument,
+  checkFilterList,
   checkId,
   checkLabels,
-  checkText,
+  checkNoNul,
+  checkReference,
   checkUnique,
 } from "../grpc/validate.js";
 import { appendMessages, listMessages, type MessageRecord, type NewMessage } from "./messages.js";
@@ -36,6 +39,7 @@ import {
   SessionCalls,
   sessionStats,
   type SessionCreate,
+  type SessionDocument,
   type SessionFilter,
   type SessionOrder,
   type SessionPatch,
@@ -45,10 +49,14 @@ import {
 
 const STATUS = enumCodec<SessionStatus, SessionStatusName>(SessionStatus, "SESSION_STATUS_");
 
+const SESSION_FIELDS = maskedResource(Session);
+/** The documents a read mask may leave out of the SELECT, by field name. */
+const SESSION_DOCUMENTS: Record<string, SessionDocument> = { labels: "labels", metadata: "metadata", state: "state" };
+
 const UPDATE_MASK_PATHS = ["status", "labels", "metadata", "state", "user_id"] as const;
 type MaskPath = (typeof UPDATE_MASK_PATHS)[number];
-
-const MAX_ROLE_CHARS = 64;
+/** AIP-134: the one path that replaces every updatable field. */
+const WILDCARD = "*";
 
 function toWireSession(record: SessionRecord): Session {
   return {
@@ -94,10 +102,10 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
   const idField = request.sessionId !== "" ? `${at}session_id` : `${at}session.session_id`;
   const givenId = request.sessionId || session.sessionId;
   checkId(v, idField, givenId, false);
-  checkId(v, `${at}session.agent_id`, session.agentId, true);
-  checkId(v, `${at}session.user_id`, session.userId, false);
+  checkReference(v, `${at}session.agent_id`, session.agentId, true);
+  checkReference(v, `${at}session.user_id`, session.userId, false);
   checkId(v, `${at}request_id`, request.requestId, false);
-  checkLabels(v, `${at}session.labels`, session.labels);
+  checkLabels(v, `${at}session.labels`, session.labels, limits);
   checkDocument(v, `${at}session.metadata`, session.metadata, limits);
   checkDocument(v, `${at}session.state`, session.state, limits);
   const status = STATUS.parse(v, `${at}session.status`, session.status, "ACTIVE") ?? "ACTIVE";
@@ -118,6 +126,10 @@ function toSessionCreate(v: Violations, request: CreateSessionRequest, at: strin
 
 function toFilter(v: Violations, filter: WireSessionFilter | undefined, limits: Limits): SessionFilter {
   const f = filter ?? { agentId: "", userId: "", statuses: [], labels: {} };
+  checkReference(v, "filter.agent_id", f.agentId, false);
+  checkReference(v, "filter.user_id", f.userId, false);
+  checkFilterList(v, "filter.statuses", f.statuses.length, limits);
+  checkLabels(v, "filter.labels", f.labels, limits);
   const statuses = f.statuses.map((s, i) => STATUS.parse(v, `filter.statuses[${i}]`, s)).filter((s) => s !== undefined);
   checkDocument(v, "filter.metadata_contains", f.metadataContains, limits);
   checkDocument(v, "filter.state_contains", f.stateContains, limits);
@@ -143,38 +155,59 @@ function parseOrderBy(v: Violations, orderBy: string): SessionOrder {
   return { column, descending: direction.toLowerCase() === "desc" };
 }
 
-function toPatch(v: Violations, session: Session, paths: string[]): SessionPatch {
-  const fields = new Set<MaskPath>();
+/** The mask's paths, each known, or "*" alone; violations name `update_mask.paths[i]`. */
+function maskPaths(v: Violations, paths: string[]): Set<MaskPath | typeof WILDCARD> {
+  const fields = new Set<MaskPath | typeof WILDCARD>();
   paths.forEach((path, i) => {
-    if ((UPDATE_MASK_PATHS as readonly string[]).includes(path)) fields.add(path as MaskPath);
-    else v.add(`update_mask.paths[${i}]`, `unknown path ${JSON.stringify(path)}; allowed: ${UPDATE_MASK_PATHS.join(", ")}`);
+    const field = `update_mask.paths[${i}]`;
+    if (path === WILDCARD) {
+      if (paths.length > 1) v.add(field, `"*" must be the only path`);
+      fields.add(WILDCARD);
+    } else if ((UPDATE_MASK_PATHS as readonly string[]).includes(path)) fields.add(path as MaskPath);
+    else {
+      const shown = path.length > 64 ? `${path.slice(0, 64)}…` : path;
+      v.add(field, `unknown path ${JSON.stringify(shown)}; allowed: ${UPDATE_MASK_PATHS.join(", ")} or "*"`);
+    }
   });
-  const all = paths.length === 0;
+  return fields;
+}
+
+/**
+ * The fields an update writes, following AIP-134: an empty mask writes the
+ * fields set in the request (status not UNSPECIFIED, labels and user_id not
+ * empty, metadata and state present); "*" replaces every updatable field,
+ * clearing those not given (status then defaults to ACTIVE, as on create);
+ * otherwise exactly the named paths.
+ */
+function toPatch(v: Violations, session: Session, paths: string[], limits: Limits): SessionPatch {
+  const fields = maskPaths(v, paths);
+  const all = fields.has(WILDCARD);
+  const writes = (path: MaskPath, isSet: boolean) => all || fields.has(path) || (paths.length === 0 && isSet);
   const patch: SessionPatch = {};
-  if (all || fields.has("status")) {
-    // With an empty mask an unset status keeps the current one.
-    patch.status = all && session.status === SessionStatus.SESSION_STATUS_UNSPECIFIED ? undefined : STATUS.parse(v, "session.status", session.status);
+  if (writes("status", session.status !== SessionStatus.SESSION_STATUS_UNSPECIFIED)) {
+    patch.status = STATUS.parse(v, "session.status", session.status, all ? "ACTIVE" : undefined);
   }
-  if (all || fields.has("user_id")) {
-    checkId(v, "session.user_id", session.userId, false);
+  if (writes("user_id", session.userId !== "")) {
+    checkReference(v, "session.user_id", session.userId, false);
     patch.userId = session.userId;
   }
-  if (all || fields.has("labels")) {
-    checkLabels(v, "session.labels", session.labels);
+  if (writes("labels", Object.keys(session.labels).length > 0)) {
+    checkLabels(v, "session.labels", session.labels, limits);
     patch.labels = session.labels;
   }
-  if (all || fields.has("metadata")) patch.metadata = session.metadata ?? null;
-  if (all || fields.has("state")) patch.state = session.state ?? null;
+  if (writes("metadata", session.metadata !== undefined)) patch.metadata = session.metadata ?? null;
+  if (writes("state", session.state !== undefined)) patch.state = session.state ?? null;
   return patch;
 }
 
 function toNewMessages(v: Violations, request: AppendMessagesRequest, limits: Limits): NewMessage[] {
   checkBatchSize(v, "messages", request.messages.length, limits);
   return request.messages.map((m, i) => {
-    checkText(v, `messages[${i}].role`, m.role, MAX_ROLE_CHARS, true);
+    checkReference(v, `messages[${i}].role`, m.role, true);
     if (Buffer.byteLength(m.content, "utf8") > limits.maxDocumentBytes) {
       v.add(`messages[${i}].content`, `is larger than ${limits.maxDocumentBytes} bytes`);
     }
+    checkNoNul(v, `messages[${i}].content`, m.content);
     checkDocument(v, `messages[${i}].metadata`, m.metadata, limits);
     return { role: m.role, content: m.content, metadata: m.metadata ?? null };
   });
@@ -195,8 +228,9 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
     async getSession(request, ctx) {
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, true);
+      const mask = parseReadMask(v, request.readMask, SESSION_FIELDS);
       v.throwIfAny();
-      return toWireSession(await calls.get(ctx, request.sessionId));
+      return mask.apply(toWireSession(await calls.get(ctx, request.sessionId)));
     },
 
     async updateSession(request, ctx) {
@@ -206,7 +240,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const session = request.session!;
       checkId(v, "session.session_id", session.sessionId, true);
       checkExpectedVersion(v, "expected_version", request.expectedVersion);
-      const patch = toPatch(v, session, request.updateMask ?? []);
+      const patch = toPatch(v, session, request.updateMask ?? [], limits);
       checkDocument(v, "session.metadata", patch.metadata, limits);
       checkDocument(v, "session.state", patch.state, limits);
       v.throwIfAny();
@@ -227,16 +261,21 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const filter = toFilter(v, request.filter, limits);
       const order = parseOrderBy(v, request.orderBy);
       const limit = pageSize(v, request.pageSize);
+      const mask = parseReadMask(v, request.readMask, SESSION_FIELDS);
       v.throwIfAny();
       const bound = { filter, order };
-      const key = decodePageToken(request.pageToken, bound, ["string", "string"]);
+      const key = decodePageToken(request.pageToken, bound, ["time", "id"]);
       const after = key && { time: key[0], sessionId: key[1] };
-      const rows = await listSessions(db.on(ctx), filter, order, limit + 1, after);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (s) => [
-        order.column === "create_time" ? s.createTime : s.updateTime,
-        s.sessionId,
-      ]);
-      return { sessions: page.map(toWireSession), nextPageToken };
+      const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
+      const page = await listSessions(db.on(ctx), filter, order, pageLimits, after, mask.omitted(SESSION_DOCUMENTS));
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (s) => [order.column === "create_time" ? s.createTime : s.updateTime, s.sessionId],
+        toWire: (s) => mask.apply(toWireSession(s)),
+        encoder: Session,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { sessions: items, nextPageToken };
     },
 
     async countSessions(request, ctx) {
@@ -250,8 +289,10 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const v = new Violations();
       checkBatchSize(v, "session_ids", request.sessionIds.length, limits);
       request.sessionIds.forEach((id, i) => checkId(v, `session_ids[${i}]`, id, true));
+      const mask = parseReadMask(v, request.readMask, SESSION_FIELDS);
       v.throwIfAny();
-      return { sessions: (await batchGetSessions(db.on(ctx), request.sessionIds)).map(toWireSession) };
+      const sessions = await batchGetSessions(db.on(ctx), request.sessionIds, mask.omitted(SESSION_DOCUMENTS));
+      return { sessions: sessions.map((s) => mask.apply(toWireSession(s))) };
     },
 
     async batchCreateSessions(request, ctx) {
@@ -306,9 +347,15 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       v.throwIfAny();
       const bound = { sessionId: request.sessionId, afterSequence: request.afterSequence };
       const [lastSequence] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
-      const rows = await listMessages(db.on(ctx), request.sessionId, lastSequence, limit + 1);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (m) => [m.sequence]);
-      return { messages: page.map(toWireMessage), nextPageToken };
+      const page = await listMessages(db.on(ctx), request.sessionId, lastSequence, { rows: limit, bytes: limits.maxPageBytes });
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (m) => [m.sequence],
+        toWire: toWireMessage,
+        encoder: Message,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { messages: items, nextPageToken };
     },
   };
 }

@@ -4,6 +4,7 @@ import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { createOnce, type Idempotency } from "../db/idempotency.js";
+import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
 
 export type SessionStatusName = "ACTIVE" | "ENDED" | "ERROR";
@@ -91,6 +92,18 @@ const FIELDS: Fields<SessionRecord> = {
 };
 const COLUMNS = selectList(FIELDS);
 
+/** The fields a read mask may leave out of the SELECT: the documents. */
+export type SessionDocument = "labels" | "metadata" | "state";
+
+const SIZES: Sizes<SessionRecord> = {
+  sessionId: textSize("session_id"),
+  agentId: textSize("agent_id"),
+  userId: textSize("user_id"),
+  labels: jsonSize("labels"),
+  metadata: jsonSize("metadata"),
+  state: jsonSize("state"),
+};
+
 /** Parameters $1..$8 of every filtered query, in this order (see filterParams). */
 const FILTER_SQL = `($1::text IS NULL OR agent_id = $1)
   AND ($2::text IS NULL OR user_id = $2)
@@ -115,37 +128,43 @@ function filterParams(f: SessionFilter): unknown[] {
 }
 
 /**
- * One list query per ordering, built from constants only: keyset pagination
- * on (column, session_id) with the cursor in $9, $10 and the limit in $11.
+ * A list page, built from constants only: keyset pagination on (column,
+ * session_id) with the cursor in $9, $10, the row limit in $11 and the byte
+ * budget in $12 (see db/pages.ts).
  */
-function listSql(column: SessionOrderColumn, descending: boolean): string {
-  const direction = descending ? "DESC" : "ASC";
-  const after = descending ? "<" : ">";
-  return `SELECT ${COLUMNS} FROM sessions
-    WHERE ${FILTER_SQL}
-      AND ($9::timestamptz IS NULL OR (${column}, session_id) ${after} ($9, $10::text))
-    ORDER BY ${column} ${direction}, session_id ${direction}
-    LIMIT $11`;
+function listSql(order: SessionOrder, omit: readonly SessionDocument[]): string {
+  const direction = order.descending ? "DESC" : "ASC";
+  const after = order.descending ? "<" : ">";
+  const key = order.column === "create_time" ? "createTime" : "updateTime";
+  return pagedSql({
+    fields: omitting(FIELDS, omit),
+    size: rowSize(SIZES, omit),
+    from: `FROM sessions
+      WHERE ${FILTER_SQL}
+        AND ($9::timestamptz IS NULL OR (${order.column}, session_id) ${after} ($9, $10::text))`,
+    order: [
+      [key, direction],
+      ["sessionId", direction],
+    ],
+    limit: "$11",
+    budget: "$12",
+  });
 }
-
-const LIST_SQL: Record<string, string> = {
-  "create_time ASC": listSql("create_time", false),
-  "create_time DESC": listSql("create_time", true),
-  "update_time ASC": listSql("update_time", false),
-  "update_time DESC": listSql("update_time", true),
-};
 
 function jsonOrNull(value: JsonObject | null | undefined): string | null {
   return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
-/** One query for many ids; absent ids are missing from the map. */
-export async function readSessions(q: Queryable, sessionIds: string[]): Promise<Map<string, SessionRecord>> {
-  const result = await q.prepared<SessionRecord>(
-    "sessions_read",
-    `SELECT ${COLUMNS} FROM sessions WHERE session_id = ANY ($1::text[])`,
-    [sessionIds],
-  );
+/** One query for many ids; absent ids are missing from the map. `omit`: documents left out (NULL). */
+export async function readSessions(
+  q: Queryable,
+  sessionIds: string[],
+  omit: readonly SessionDocument[] = [],
+): Promise<Map<string, SessionRecord>> {
+  const sql = `SELECT ${selectList(omitting(FIELDS, omit))} FROM sessions WHERE session_id = ANY ($1::text[])`;
+  // The hot full read is prepared once per connection; masked reads vary.
+  const result =
+    omit.length === 0 ? await q.prepared<SessionRecord>("sessions_read", sql, [sessionIds]) : await q.query<SessionRecord>(sql, [sessionIds]);
   return new Map(result.rows.map((row) => [row.sessionId, row]));
 }
 
@@ -156,8 +175,8 @@ export async function getSession(q: Queryable, sessionId: string): Promise<Sessi
 }
 
 /** In request order; NOT_FOUND naming the first missing id. */
-export async function batchGetSessions(q: Queryable, sessionIds: string[]): Promise<SessionRecord[]> {
-  const byId = await readSessions(q, sessionIds);
+export async function batchGetSessions(q: Queryable, sessionIds: string[], omit: readonly SessionDocument[] = []): Promise<SessionRecord[]> {
+  const byId = await readSessions(q, sessionIds, omit);
   return sessionIds.map((id) => {
     const session = byId.get(id);
     if (!session) throw notFound("session", id);
@@ -311,16 +330,23 @@ async function deleteSessionRows(
   return ids;
 }
 
+/** A page in `order` after the keyset `after`; `omit`: documents left out (NULL). */
 export async function listSessions(
   q: Queryable,
   filter: SessionFilter,
   order: SessionOrder,
-  limit: number,
+  limits: PageLimits,
   after: { time: string; sessionId: string } | undefined,
-): Promise<SessionRecord[]> {
-  const sql = LIST_SQL[`${order.column} ${order.descending ? "DESC" : "ASC"}`]!;
-  const result = await q.query<SessionRecord>(sql, [...filterParams(filter), after?.time ?? null, after?.sessionId ?? null, limit]);
-  return result.rows;
+  omit: readonly SessionDocument[] = [],
+): Promise<Page<SessionRecord>> {
+  const result = await q.query<Paged<SessionRecord>>(listSql(order, omit), [
+    ...filterParams(filter),
+    after?.time ?? null,
+    after?.sessionId ?? null,
+    limits.rows,
+    limits.bytes,
+  ]);
+  return toPage(result.rows);
 }
 
 export async function countSessions(q: Queryable, filter: SessionFilter): Promise<number> {

@@ -2,7 +2,7 @@
 // ingestion (one committed batch per ack) and live subscriptions.
 import {
   Severity,
-  type TraceEvent,
+  TraceEvent,
   TraceEventServiceService,
   type SubscribeEventsResponse,
 } from "@cairn/client";
@@ -10,19 +10,25 @@ import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
-import { writeMessage } from "../grpc/backpressure.js";
+import { streamRoom, writeMessage } from "../grpc/streams.js";
 import { isoFromTimestamp, timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
-import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
-import { decodePageToken, pageSize, paginate } from "../grpc/pagination.js";
-import { Violations, checkBatchSize, checkDocument, checkId, checkText } from "../grpc/validate.js";
+import { readRequests, type ServiceDeps, type ServiceHandlers } from "../grpc/handlers.js";
+import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
+import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
+import { Violations, checkBatchSize, checkDocument, checkFilterList, checkId, checkReference, checkText } from "../grpc/validate.js";
 import { nowIso } from "../time.js";
+import { TraceQueue } from "./queue.js";
 import * as store from "./store.js";
 import type { EventFilter, NewTraceEvent, SeverityName, TraceEventRecord } from "./store.js";
 
-const MAX_EVENT_TYPE_CHARS = 128;
+const MAX_BATCH_ID_CHARS = 128;
 
 const SEVERITY = enumCodec<Severity, SeverityName>(Severity, "SEVERITY_");
+
+const EVENT_FIELDS = maskedResource(TraceEvent);
+/** The document a read mask may leave out of the SELECT. */
+const EVENT_DOCUMENTS = { payload: "payload" } as const;
 
 function toWire(e: TraceEventRecord): TraceEvent {
   return {
@@ -41,6 +47,12 @@ function toWire(e: TraceEventRecord): TraceEvent {
   };
 }
 
+/** A filter's event types: references, at most limits.maxFilterItems of them. */
+function checkEventTypes(v: Violations, eventTypes: string[], limits: Limits): void {
+  checkFilterList(v, "event_types", eventTypes.length, limits);
+  eventTypes.forEach((t, i) => checkReference(v, `event_types[${i}]`, t, true));
+}
+
 /** A filter's minimum severity: UNSPECIFIED means none. */
 function minSeverity(v: Violations, field: string, wire: Severity): SeverityName | null {
   return wire === Severity.SEVERITY_UNSPECIFIED ? null : (SEVERITY.parse(v, field, wire) ?? null);
@@ -55,7 +67,7 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
     checkId(v, `${at}.trace_id`, e.traceId, true);
     checkId(v, `${at}.event_id`, e.eventId, false);
     checkId(v, `${at}.session_id`, e.sessionId, false);
-    checkText(v, `${at}.event_type`, e.eventType, MAX_EVENT_TYPE_CHARS, true);
+    checkReference(v, `${at}.event_type`, e.eventType, true);
     checkDocument(v, `${at}.payload`, e.payload, limits);
     const time = v.collect(() => isoFromTimestamp(e.time, `${at}.time`)) ?? ingestTime;
     return {
@@ -72,6 +84,14 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
 
 export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEventServiceService> {
   const { db, limits } = deps;
+  // Appends to one trace wait their turn here, holding no pool connection.
+  const queue = new TraceQueue();
+  const append = (ctx: { signal: AbortSignal }, events: NewTraceEvent[], ingestTime: string) =>
+    queue.run(
+      events.map((e) => e.traceId),
+      ctx.signal,
+      () => store.append(db.on(ctx), events, ingestTime),
+    );
 
   return {
     async appendEvents(request, ctx) {
@@ -79,22 +99,21 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       const ingestTime = nowIso();
       const events = toNewEvents(v, request.events, limits, ingestTime);
       v.throwIfAny();
-      return { results: await store.append(db.on(ctx), events, ingestTime) };
+      return { results: await append(ctx, events, ingestTime) };
     },
 
     async ingestEvents(call, ctx) {
       // One request at a time: the next batch is read only after this one
-      // is committed and acked, so flow control reaches the client. The
-      // iterator must not destroy the call when the loop ends: that would
-      // cancel it instead of ending it with OK.
-      const q = db.on(ctx);
-      const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<{ batchId: string; events: TraceEvent[] }>;
-      for await (const request of requests) {
+      // is committed and acked, so flow control reaches the client.
+      for await (const request of readRequests(call)) {
         const v = new Violations();
+        // Checked first: the error that follows quotes it.
+        checkText(v, "batch_id", request.batchId, MAX_BATCH_ID_CHARS);
+        v.throwIfAny();
         const ingestTime = nowIso();
         const events = toNewEvents(v, request.events, limits, ingestTime);
         v.throwIfAny({ label: `batch ${JSON.stringify(request.batchId)}`, metadata: { batch_id: request.batchId } });
-        const outcomes = await store.append(q, events, ingestTime);
+        const outcomes = await append(ctx, events, ingestTime);
         const duplicates = outcomes.filter((o) => o.duplicate).length;
         await writeMessage(
           call,
@@ -114,38 +133,54 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       checkId(v, "trace_id", request.traceId, true);
       if (request.afterSequence < 0) v.add("after_sequence", "must not be negative");
       const limit = pageSize(v, request.pageSize);
+      const mask = parseReadMask(v, request.readMask, EVENT_FIELDS);
       v.throwIfAny();
       const bound = { traceId: request.traceId, afterSequence: request.afterSequence };
       const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
-      const rows = await store.listTraceEvents(db.on(ctx), request.traceId, after, limit + 1);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.sequence]);
-      return { events: page.map(toWire), nextPageToken };
+      const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
+      const page = await store.listTraceEvents(db.on(ctx), request.traceId, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (e) => [e.sequence],
+        toWire: (e) => mask.apply(toWire(e)),
+        encoder: TraceEvent,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { events: items, nextPageToken };
     },
 
     async listSessionEvents(request, ctx) {
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, true);
-      request.eventTypes.forEach((t, i) => checkText(v, `event_types[${i}]`, t, MAX_EVENT_TYPE_CHARS, true));
+      checkEventTypes(v, request.eventTypes, limits);
       const severity = minSeverity(v, "min_severity", request.minSeverity);
       const afterTime = v.collect(() => isoFromTimestamp(request.afterTime, "after_time"));
       const beforeTime = v.collect(() => isoFromTimestamp(request.beforeTime, "before_time"));
       const limit = pageSize(v, request.pageSize);
+      const mask = parseReadMask(v, request.readMask, EVENT_FIELDS);
       v.throwIfAny();
       const eventTypes = [...request.eventTypes].sort();
       // Bound to the wire severity (0 for none), so tokens issued before stay valid.
       const bound = { sessionId: request.sessionId, eventTypes, minSeverity: request.minSeverity, afterTime, beforeTime };
       const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [0];
       const query = { sessionId: request.sessionId, eventTypes, minSeverity: severity, afterTime, beforeTime };
-      const rows = await store.listSessionEvents(db.on(ctx), query, after, limit + 1);
-      const { page, nextPageToken } = paginate(rows, limit, bound, (e) => [e.offset]);
-      return { events: page.map(toWire), nextPageToken };
+      const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
+      const page = await store.listSessionEvents(db.on(ctx), query, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
+      const { items, nextPageToken } = pageResponse(page, {
+        bound,
+        keyOf: (e) => [e.offset],
+        toWire: (e) => mask.apply(toWire(e)),
+        encoder: TraceEvent,
+        maxBytes: limits.maxPageBytes,
+      });
+      return { events: items, nextPageToken };
     },
 
     async subscribeEvents(request, call, ctx) {
       const v = new Violations();
       checkId(v, "session_id", request.sessionId, false);
       checkId(v, "trace_id", request.traceId, false);
-      request.eventTypes.forEach((t, i) => checkText(v, `event_types[${i}]`, t, MAX_EVENT_TYPE_CHARS, true));
+      checkEventTypes(v, request.eventTypes, limits);
       const severity = minSeverity(v, "min_severity", request.minSeverity);
       if (request.startOffset < 0) v.add("start_offset", "must not be negative");
       v.throwIfAny();
@@ -156,13 +191,16 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
         minSeverity: severity,
       };
       const q = db.on(ctx);
-      const send = (message: SubscribeEventsResponse) => writeMessage(call, message, ctx.signal);
+      // If a message never reaches the client, it resumes at that message's offset.
+      const send = (message: SubscribeEventsResponse, resumeOffset: number) =>
+        writeMessage(call, message, ctx.signal, { resume_offset: String(resumeOffset) });
       await tail({
         from: request.fromNow ? "now" : Math.max(1, request.startOffset),
         readHead: () => store.headOffset(q),
-        readPage: (cursor) => store.readFeed(q, cursor, filter),
-        deliver: (event) => send({ message: { $case: "event", value: toWire(event) } }),
-        progress: (offset) => send({ message: { $case: "progress", value: { offset } } }),
+        readPage: (cursor, maxBytes) => store.readFeed(q, cursor, filter, maxBytes),
+        room: () => streamRoom(call, ctx.signal),
+        deliver: (event) => send({ message: { $case: "event", value: toWire(event) } }, event.offset),
+        progress: (offset) => send({ message: { $case: "progress", value: { offset } } }, offset + 1),
         onWake: (listener) => deps.hub.listen(CHANNELS.traceEvents, listener),
         progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,

@@ -2,10 +2,11 @@
 // offsets allocated under one lock held to commit (visibility in offset
 // order), reads by trace, by session and from a subscription cursor, and
 // what deleting sessions does to their traces.
-import { type Fields, selectList } from "../db/columns.js";
+import type { Fields } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
-import { SCAN_WINDOW, type TailPage, windowPage } from "../db/tail.js";
+import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
+import { SCAN_WINDOW, TAIL_PAGE_BYTES, type TailPage, windowPage } from "../db/tail.js";
 import { notFound } from "../errors.js";
 import { eventHash } from "./hash.js";
 
@@ -83,7 +84,21 @@ const FIELDS: Fields<TraceEventRecord> = {
   eventHash: "event_hash",
 };
 
-const VERIFY_PAGE = 1000;
+/** The field a read mask may leave out of the SELECT: the document. */
+export type EventDocument = "payload";
+
+const SIZES: Sizes<TraceEventRecord> = {
+  traceId: textSize("trace_id"),
+  eventId: textSize("event_id"),
+  sessionId: textSize("session_id"),
+  eventType: textSize("event_type"),
+  payload: jsonSize("payload"),
+  prevHash: textSize("prev_hash"),
+  eventHash: textSize("event_hash"),
+};
+
+/** VerifyTrace reads the chain in pages of this many rows or bytes. */
+const VERIFY_PAGE: PageLimits = { rows: 1000, bytes: 4 * 1024 * 1024 };
 
 /** The stored level of a severity (1..5); 0, below every level, for none. */
 function severityLevel(severity: SeverityName | null): number {
@@ -147,27 +162,58 @@ export function append(q: Queryable, events: NewTraceEvent[], ingestTime: string
   });
 }
 
-export async function listTraceEvents(q: Queryable, traceId: string, afterSequence: number, limit: number): Promise<TraceEventRecord[]> {
-  const result = await q.query<TraceEventRecord>(
-    `SELECT ${selectList(FIELDS)} FROM trace_events
-      WHERE trace_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3`,
-    [traceId, afterSequence, limit],
-  );
-  return result.rows;
+/** Ascending sequence after `afterSequence`, one page; `omit`: the payload left out (NULL). */
+export async function listTraceEvents(
+  q: Queryable,
+  traceId: string,
+  afterSequence: number,
+  limits: PageLimits,
+  omit: readonly EventDocument[] = [],
+): Promise<Page<TraceEventRecord>> {
+  const sql = pagedSql({
+    fields: omitting(FIELDS, omit),
+    size: rowSize(SIZES, omit),
+    from: `FROM trace_events WHERE trace_id = $1 AND sequence > $2`,
+    order: [["sequence", "ASC"]],
+    limit: "$3",
+    budget: "$4",
+  });
+  const result = await q.query<Paged<TraceEventRecord>>(sql, [traceId, afterSequence, limits.rows, limits.bytes]);
+  return toPage(result.rows);
 }
 
-export async function listSessionEvents(q: Queryable, query: SessionEventQuery, afterOffset: number, limit: number): Promise<TraceEventRecord[]> {
-  const result = await q.query<TraceEventRecord>(
-    `SELECT ${selectList(FIELDS)} FROM trace_events
+/** Ascending offset after `afterOffset`, one page; `omit`: the payload left out (NULL). */
+export async function listSessionEvents(
+  q: Queryable,
+  query: SessionEventQuery,
+  afterOffset: number,
+  limits: PageLimits,
+  omit: readonly EventDocument[] = [],
+): Promise<Page<TraceEventRecord>> {
+  const sql = pagedSql({
+    fields: omitting(FIELDS, omit),
+    size: rowSize(SIZES, omit),
+    from: `FROM trace_events
       WHERE session_id = $1 AND event_offset > $2
         AND (cardinality($3::text[]) = 0 OR event_type = ANY ($3::text[]))
         AND severity >= $4
         AND ($5::timestamptz IS NULL OR event_time > $5)
-        AND ($6::timestamptz IS NULL OR event_time < $6)
-      ORDER BY event_offset LIMIT $7`,
-    [query.sessionId, afterOffset, query.eventTypes, severityLevel(query.minSeverity), query.afterTime, query.beforeTime, limit],
-  );
-  return result.rows;
+        AND ($6::timestamptz IS NULL OR event_time < $6)`,
+    order: [["offset", "ASC"]],
+    limit: "$7",
+    budget: "$8",
+  });
+  const result = await q.query<Paged<TraceEventRecord>>(sql, [
+    query.sessionId,
+    afterOffset,
+    query.eventTypes,
+    severityLevel(query.minSeverity),
+    query.afterTime,
+    query.beforeTime,
+    limits.rows,
+    limits.bytes,
+  ]);
+  return toPage(result.rows);
 }
 
 /** The highest committed offset (0 when there are no events). */
@@ -176,30 +222,44 @@ export async function headOffset(q: Queryable): Promise<number> {
   return result.rows[0]!.last_offset;
 }
 
+/** The subscription feed's read: events matching a filter in a window of offsets, at most $7 bytes of them. */
+const FEED_SQL = `SELECT o.last_offset AS head, e.*
+  FROM trace_offsets o
+  LEFT JOIN LATERAL (${pagedSql({
+    fields: FIELDS,
+    size: rowSize(SIZES),
+    from: `FROM trace_events
+      WHERE event_offset >= $1 AND event_offset <= least(o.last_offset, $1 + $2 - 1)
+        AND ($3::text IS NULL OR session_id = $3)
+        AND ($4::text IS NULL OR trace_id = $4)
+        AND (cardinality($5::text[]) = 0 OR event_type = ANY ($5::text[]))
+        AND severity >= $6`,
+    order: [["offset", "ASC"]],
+    limit: "$2",
+    budget: "$7",
+  })}) e ON true`;
+
 /**
  * Events matching `filter` from `cursor`, scanning at most SCAN_WINDOW
  * offsets and never past the committed head, read in one snapshot (one
- * statement: the head and the events it bounds).
+ * statement: the head and the events it bounds), and no more than about
+ * `maxBytes` of them (at least one), so one read never pins more than that.
  */
-export async function readFeed(q: Queryable, cursor: number, filter: EventFilter): Promise<TailPage<TraceEventRecord>> {
-  const result = await q.query<TraceEventRecord & { head: number }>(
-    `SELECT o.last_offset AS head, e.*
-       FROM trace_offsets o
-       LEFT JOIN LATERAL (
-         SELECT ${selectList(FIELDS)} FROM trace_events
-          WHERE event_offset >= $1 AND event_offset <= least(o.last_offset, $1 + $2 - 1)
-            AND ($3::text IS NULL OR session_id = $3)
-            AND ($4::text IS NULL OR trace_id = $4)
-            AND (cardinality($5::text[]) = 0 OR event_type = ANY ($5::text[]))
-            AND severity >= $6
-          ORDER BY event_offset
-       ) e ON true`,
-    [cursor, SCAN_WINDOW, filter.sessionId, filter.traceId, filter.eventTypes, severityLevel(filter.minSeverity)],
-  );
+export async function readFeed(q: Queryable, cursor: number, filter: EventFilter, maxBytes = TAIL_PAGE_BYTES): Promise<TailPage<TraceEventRecord>> {
+  const result = await q.query<Paged<TraceEventRecord> & { head: number }>(FEED_SQL, [
+    cursor,
+    SCAN_WINDOW,
+    filter.sessionId,
+    filter.traceId,
+    filter.eventTypes,
+    severityLevel(filter.minSeverity),
+    maxBytes,
+  ]);
   const head = result.rows[0]!.head;
   // With no event in the window, the LEFT JOIN gives one row of nulls.
-  const items = result.rows.filter((row) => row.offset !== null).map(({ head: _, ...event }) => event);
-  return windowPage(cursor, head, items);
+  const page = toPage(result.rows.filter((row) => row.offset !== null).map(({ head: _, ...event }) => event));
+  // Cut by bytes: the window was seen only up to the last event read.
+  return windowPage(cursor, head, page.items, page.more ? page.items[page.items.length - 1]!.offset : undefined);
 }
 
 /**
@@ -217,13 +277,13 @@ export async function verify(q: Queryable, traceId: string): Promise<VerifyResul
   });
   for (;;) {
     const page = await listTraceEvents(q, traceId, valid.sequence, VERIFY_PAGE);
-    for (const e of page) {
+    for (const e of page.items) {
       if (e.sequence !== valid.sequence + 1) return invalid("sequence gap");
       if (e.prevHash !== valid.hash) return invalid("broken link");
       if (hashOf(e.prevHash, e, e.sequence) !== e.eventHash) return invalid("hash mismatch");
       valid = { sequence: e.sequence, hash: e.eventHash };
     }
-    if (page.length < VERIFY_PAGE) break;
+    if (!page.more) break;
   }
   if (valid.sequence === 0) throw notFound("trace", traceId);
   return { valid: true, eventCount: valid.sequence, headHash: valid.hash, firstInvalidSequence: 0, reason: "" };

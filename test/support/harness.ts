@@ -48,7 +48,7 @@ export function testConfig(databaseUrl: string, overrides: Partial<Config> = {})
     CAIRN_HEALTH_CHECK_INTERVAL_MS: "200",
     CAIRN_SHUTDOWN_GRACE_MS: "2000",
   });
-  return { ...base, ...overrides, limits: { ...base.limits, ...overrides.limits } };
+  return { ...base, ...overrides, limits: { ...base.limits, ...overrides.limits }, streams: { ...base.streams, ...overrides.streams } };
 }
 
 export interface Harness {

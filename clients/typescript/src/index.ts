@@ -1,5 +1,6 @@
 // @cairn/client: the generated ts-proto messages and grpc-js service
 // definitions for cairn.v1, plus a small promise-based wrapper.
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import * as job from "./gen/cairn/v1/job.js";
 import * as keyvalue from "./gen/cairn/v1/keyvalue.js";
@@ -92,6 +93,7 @@ function promisify<S extends ServiceDefinition>(
     const requestType = messages[`${upperFirst(name)}Request`] as MessageFns<unknown> | undefined;
     if (!requestType) throw new Error(`no request message for ${method.path}`);
     const serialize = (partial: unknown) => method.requestSerialize(requestType.fromPartial(partial ?? {}));
+    const deserialize = withRoomForDocuments(method.responseDeserialize);
     const callOptions = (options: CallOptions) => ({ deadline: toDeadline(options.deadline) });
     const cancelOnAbort = (call: { cancel(): void }, options: CallOptions) => {
       options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
@@ -100,7 +102,7 @@ function promisify<S extends ServiceDefinition>(
     if (method.requestStream) {
       wrapped[name] = (options: CallOptions = {}) =>
         cancelOnAbort(
-          client.makeBidiStreamRequest(method.path, serialize, method.responseDeserialize, options.metadata ?? new grpc.Metadata(), callOptions(options)),
+          client.makeBidiStreamRequest(method.path, serialize, deserialize, options.metadata ?? new grpc.Metadata(), callOptions(options)),
           options,
         );
       continue;
@@ -111,7 +113,7 @@ function promisify<S extends ServiceDefinition>(
           client.makeServerStreamRequest(
             method.path,
             serialize,
-            method.responseDeserialize,
+            deserialize,
             request,
             options.metadata ?? new grpc.Metadata(),
             callOptions(options),
@@ -125,7 +127,7 @@ function promisify<S extends ServiceDefinition>(
         const call = client.makeUnaryRequest(
           method.path,
           serialize,
-          method.responseDeserialize,
+          deserialize,
           request,
           options.metadata ?? new grpc.Metadata(),
           callOptions(options),
@@ -135,6 +137,24 @@ function promisify<S extends ServiceDefinition>(
       });
   }
   return wrapped as PromiseClient<S>;
+}
+
+/**
+ * ts-proto's decoders refuse more than 100 nested messages, and a
+ * google.protobuf.Struct spends three per object level, so a document more
+ * than ~32 levels deep (Cairn stores up to 64) would not decode. The
+ * decoders keep their depth on the reader they are given, so a reader whose
+ * count starts lower gives room for deep documents while still bounding the
+ * recursion (here: 1,000 nested messages, about 330 object levels).
+ */
+const ROOM_FOR_DOCUMENTS = 900;
+
+function withRoomForDocuments<T>(deserialize: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  return (bytes) => {
+    const reader = new BinaryReader(bytes);
+    (reader as unknown as { __tsProtoDecodeDepth: number }).__tsProtoDecodeDepth = -ROOM_FOR_DOCUMENTS;
+    return deserialize(reader as unknown as Buffer);
+  };
 }
 
 export interface CairnClientOptions {

@@ -22,6 +22,7 @@ import {
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration.js";
 import { Empty } from "../../google/protobuf/empty.js";
+import { FieldMask } from "../../google/protobuf/field_mask.js";
 import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
@@ -152,6 +153,11 @@ export interface EnqueueJobResponse {
 
 export interface BatchEnqueueJobsRequest {
   requests: EnqueueJobRequest[];
+  /**
+   * Fields of each returned job to include (AIP-157), e.g. job_id,state;
+   * empty = every field.
+   */
+  readMask?: string[] | undefined;
 }
 
 export interface BatchEnqueueJobsResponse {
@@ -240,6 +246,8 @@ export interface RetryJobRequest {
 
 export interface GetJobRequest {
   jobId: string;
+  /** Fields of the job to return (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListJobsRequest {
@@ -247,6 +255,8 @@ export interface ListJobsRequest {
   states: JobState[];
   pageSize: number;
   pageToken: string;
+  /** Fields of each returned job to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListJobsResponse {
@@ -1069,13 +1079,16 @@ export const EnqueueJobResponse: MessageFns<EnqueueJobResponse> = {
 };
 
 function createBaseBatchEnqueueJobsRequest(): BatchEnqueueJobsRequest {
-  return { requests: [] };
+  return { requests: [], readMask: undefined };
 }
 
 export const BatchEnqueueJobsRequest: MessageFns<BatchEnqueueJobsRequest> = {
   encode(message: BatchEnqueueJobsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.requests) {
       EnqueueJobRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1101,6 +1114,14 @@ export const BatchEnqueueJobsRequest: MessageFns<BatchEnqueueJobsRequest> = {
             message.requests.push(EnqueueJobRequest.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1118,6 +1139,11 @@ export const BatchEnqueueJobsRequest: MessageFns<BatchEnqueueJobsRequest> = {
       requests: globalThis.Array.isArray(object?.requests)
         ? object.requests.map((e: any) => EnqueueJobRequest.fromJSON(e))
         : [],
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -1125,6 +1151,9 @@ export const BatchEnqueueJobsRequest: MessageFns<BatchEnqueueJobsRequest> = {
     const obj: any = {};
     if (message.requests?.length) {
       obj.requests = message.requests.map((e) => EnqueueJobRequest.toJSON(e));
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -1135,6 +1164,7 @@ export const BatchEnqueueJobsRequest: MessageFns<BatchEnqueueJobsRequest> = {
   fromPartial<I extends Exact<DeepPartial<BatchEnqueueJobsRequest>, I>>(object: I): BatchEnqueueJobsRequest {
     const message = createBaseBatchEnqueueJobsRequest();
     message.requests = object.requests?.map((e) => EnqueueJobRequest.fromPartial(e)) || [];
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -2409,13 +2439,16 @@ export const RetryJobRequest: MessageFns<RetryJobRequest> = {
 };
 
 function createBaseGetJobRequest(): GetJobRequest {
-  return { jobId: "" };
+  return { jobId: "", readMask: undefined };
 }
 
 export const GetJobRequest: MessageFns<GetJobRequest> = {
   encode(message: GetJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.jobId !== "") {
       writer.uint32(10).string(message.jobId);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2441,6 +2474,14 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
             message.jobId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2460,6 +2501,11 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
         : isSet(object.job_id)
         ? globalThis.String(object.job_id)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -2467,6 +2513,9 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
     const obj: any = {};
     if (message.jobId !== "") {
       obj.jobId = message.jobId;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -2477,12 +2526,13 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetJobRequest>, I>>(object: I): GetJobRequest {
     const message = createBaseGetJobRequest();
     message.jobId = object.jobId ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
 
 function createBaseListJobsRequest(): ListJobsRequest {
-  return { queue: "", states: [], pageSize: 0, pageToken: "" };
+  return { queue: "", states: [], pageSize: 0, pageToken: "", readMask: undefined };
 }
 
 export const ListJobsRequest: MessageFns<ListJobsRequest> = {
@@ -2502,6 +2552,9 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2561,6 +2614,14 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2587,6 +2648,11 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -2604,6 +2670,9 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
     return obj;
   },
 
@@ -2616,6 +2685,7 @@ export const ListJobsRequest: MessageFns<ListJobsRequest> = {
     message.states = object.states?.map((e) => e) || [];
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };

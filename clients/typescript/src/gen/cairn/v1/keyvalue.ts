@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Duration } from "../../google/protobuf/duration.js";
+import { FieldMask } from "../../google/protobuf/field_mask.js";
 import { Value } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
@@ -88,6 +89,8 @@ export interface Entry {
 
 export interface GetRequest {
   key: string;
+  /** Fields of the entry to return (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface PutRequest {
@@ -113,6 +116,8 @@ export interface ListRequest {
   keysOnly: boolean;
   pageSize: number;
   pageToken: string;
+  /** Fields of each returned entry to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListResponse {
@@ -122,6 +127,8 @@ export interface ListResponse {
 
 export interface BatchGetRequest {
   keys: string[];
+  /** Fields of each returned entry to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface BatchGetResponse {
@@ -432,13 +439,16 @@ export const Entry: MessageFns<Entry> = {
 };
 
 function createBaseGetRequest(): GetRequest {
-  return { key: "" };
+  return { key: "", readMask: undefined };
 }
 
 export const GetRequest: MessageFns<GetRequest> = {
   encode(message: GetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.key !== "") {
       writer.uint32(10).string(message.key);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -464,6 +474,14 @@ export const GetRequest: MessageFns<GetRequest> = {
             message.key = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -477,13 +495,23 @@ export const GetRequest: MessageFns<GetRequest> = {
   },
 
   fromJSON(object: any): GetRequest {
-    return { key: isSet(object.key) ? globalThis.String(object.key) : "" };
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
+    };
   },
 
   toJSON(message: GetRequest): unknown {
     const obj: any = {};
     if (message.key !== "") {
       obj.key = message.key;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -494,6 +522,7 @@ export const GetRequest: MessageFns<GetRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetRequest>, I>>(object: I): GetRequest {
     const message = createBaseGetRequest();
     message.key = object.key ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -760,7 +789,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
 };
 
 function createBaseListRequest(): ListRequest {
-  return { prefix: "", keysOnly: false, pageSize: 0, pageToken: "" };
+  return { prefix: "", keysOnly: false, pageSize: 0, pageToken: "", readMask: undefined };
 }
 
 export const ListRequest: MessageFns<ListRequest> = {
@@ -776,6 +805,9 @@ export const ListRequest: MessageFns<ListRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -825,6 +857,14 @@ export const ListRequest: MessageFns<ListRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -855,6 +895,11 @@ export const ListRequest: MessageFns<ListRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -872,6 +917,9 @@ export const ListRequest: MessageFns<ListRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
     return obj;
   },
 
@@ -884,6 +932,7 @@ export const ListRequest: MessageFns<ListRequest> = {
     message.keysOnly = object.keysOnly ?? false;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -978,13 +1027,16 @@ export const ListResponse: MessageFns<ListResponse> = {
 };
 
 function createBaseBatchGetRequest(): BatchGetRequest {
-  return { keys: [] };
+  return { keys: [], readMask: undefined };
 }
 
 export const BatchGetRequest: MessageFns<BatchGetRequest> = {
   encode(message: BatchGetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.keys) {
       writer.uint32(10).string(v!);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1010,6 +1062,14 @@ export const BatchGetRequest: MessageFns<BatchGetRequest> = {
             message.keys.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1023,13 +1083,23 @@ export const BatchGetRequest: MessageFns<BatchGetRequest> = {
   },
 
   fromJSON(object: any): BatchGetRequest {
-    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => globalThis.String(e)) : [] };
+    return {
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => globalThis.String(e)) : [],
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
+    };
   },
 
   toJSON(message: BatchGetRequest): unknown {
     const obj: any = {};
     if (message.keys?.length) {
       obj.keys = message.keys;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -1040,6 +1110,7 @@ export const BatchGetRequest: MessageFns<BatchGetRequest> = {
   fromPartial<I extends Exact<DeepPartial<BatchGetRequest>, I>>(object: I): BatchGetRequest {
     const message = createBaseBatchGetRequest();
     message.keys = object.keys?.map((e) => e) || [];
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };

@@ -111,6 +111,8 @@ export interface CreateSessionRequest {
 
 export interface GetSessionRequest {
   sessionId: string;
+  /** Fields of the session to return (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface UpdateSessionRequest {
@@ -155,6 +157,8 @@ export interface ListSessionsRequest {
   orderBy: string;
   pageSize: number;
   pageToken: string;
+  /** Fields of each returned session to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListSessionsResponse {
@@ -172,6 +176,8 @@ export interface CountSessionsResponse {
 
 export interface BatchGetSessionsRequest {
   sessionIds: string[];
+  /** Fields of each returned session to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface BatchGetSessionsResponse {
@@ -743,13 +749,16 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
 };
 
 function createBaseGetSessionRequest(): GetSessionRequest {
-  return { sessionId: "" };
+  return { sessionId: "", readMask: undefined };
 }
 
 export const GetSessionRequest: MessageFns<GetSessionRequest> = {
   encode(message: GetSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.sessionId !== "") {
       writer.uint32(10).string(message.sessionId);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -775,6 +784,14 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
             message.sessionId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -794,6 +811,11 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
         : isSet(object.session_id)
         ? globalThis.String(object.session_id)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -801,6 +823,9 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
     const obj: any = {};
     if (message.sessionId !== "") {
       obj.sessionId = message.sessionId;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -811,6 +836,7 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetSessionRequest>, I>>(object: I): GetSessionRequest {
     const message = createBaseGetSessionRequest();
     message.sessionId = object.sessionId ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -1369,7 +1395,7 @@ export const SessionFilter_LabelsEntry: MessageFns<SessionFilter_LabelsEntry> = 
 };
 
 function createBaseListSessionsRequest(): ListSessionsRequest {
-  return { filter: undefined, orderBy: "", pageSize: 0, pageToken: "" };
+  return { filter: undefined, orderBy: "", pageSize: 0, pageToken: "", readMask: undefined };
 }
 
 export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
@@ -1385,6 +1411,9 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1434,6 +1463,14 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1464,6 +1501,11 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -1481,6 +1523,9 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
     return obj;
   },
 
@@ -1495,6 +1540,7 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     message.orderBy = object.orderBy ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -1725,13 +1771,16 @@ export const CountSessionsResponse: MessageFns<CountSessionsResponse> = {
 };
 
 function createBaseBatchGetSessionsRequest(): BatchGetSessionsRequest {
-  return { sessionIds: [] };
+  return { sessionIds: [], readMask: undefined };
 }
 
 export const BatchGetSessionsRequest: MessageFns<BatchGetSessionsRequest> = {
   encode(message: BatchGetSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.sessionIds) {
       writer.uint32(10).string(v!);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1757,6 +1806,14 @@ export const BatchGetSessionsRequest: MessageFns<BatchGetSessionsRequest> = {
             message.sessionIds.push(reader.string());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1776,6 +1833,11 @@ export const BatchGetSessionsRequest: MessageFns<BatchGetSessionsRequest> = {
         : globalThis.Array.isArray(object?.session_ids)
         ? object.session_ids.map((e: any) => globalThis.String(e))
         : [],
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -1783,6 +1845,9 @@ export const BatchGetSessionsRequest: MessageFns<BatchGetSessionsRequest> = {
     const obj: any = {};
     if (message.sessionIds?.length) {
       obj.sessionIds = message.sessionIds;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
     return obj;
   },
@@ -1793,6 +1858,7 @@ export const BatchGetSessionsRequest: MessageFns<BatchGetSessionsRequest> = {
   fromPartial<I extends Exact<DeepPartial<BatchGetSessionsRequest>, I>>(object: I): BatchGetSessionsRequest {
     const message = createBaseBatchGetSessionsRequest();
     message.sessionIds = object.sessionIds?.map((e) => e) || [];
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };

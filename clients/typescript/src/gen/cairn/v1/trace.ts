@@ -22,6 +22,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { FieldMask } from "../../google/protobuf/field_mask.js";
 import { Struct } from "../../google/protobuf/struct.js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
@@ -141,6 +142,8 @@ export interface ListTraceEventsRequest {
   afterSequence: number;
   pageSize: number;
   pageToken: string;
+  /** Fields of each returned event to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListTraceEventsResponse {
@@ -156,6 +159,8 @@ export interface ListSessionEventsRequest {
   beforeTime?: Timestamp | undefined;
   pageSize: number;
   pageToken: string;
+  /** Fields of each returned event to include (AIP-157); empty = every field. */
+  readMask?: string[] | undefined;
 }
 
 export interface ListSessionEventsResponse {
@@ -964,7 +969,7 @@ export const IngestEventsAck: MessageFns<IngestEventsAck> = {
 };
 
 function createBaseListTraceEventsRequest(): ListTraceEventsRequest {
-  return { traceId: "", afterSequence: 0, pageSize: 0, pageToken: "" };
+  return { traceId: "", afterSequence: 0, pageSize: 0, pageToken: "", readMask: undefined };
 }
 
 export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
@@ -980,6 +985,9 @@ export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1029,6 +1037,14 @@ export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1063,6 +1079,11 @@ export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -1080,6 +1101,9 @@ export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
     return obj;
   },
 
@@ -1092,6 +1116,7 @@ export const ListTraceEventsRequest: MessageFns<ListTraceEventsRequest> = {
     message.afterSequence = object.afterSequence ?? 0;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
@@ -1194,6 +1219,7 @@ function createBaseListSessionEventsRequest(): ListSessionEventsRequest {
     beforeTime: undefined,
     pageSize: 0,
     pageToken: "",
+    readMask: undefined,
   };
 }
 
@@ -1219,6 +1245,9 @@ export const ListSessionEventsRequest: MessageFns<ListSessionEventsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(58).string(message.pageToken);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1292,6 +1321,14 @@ export const ListSessionEventsRequest: MessageFns<ListSessionEventsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1341,6 +1378,11 @@ export const ListSessionEventsRequest: MessageFns<ListSessionEventsRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
     };
   },
 
@@ -1367,6 +1409,9 @@ export const ListSessionEventsRequest: MessageFns<ListSessionEventsRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
     return obj;
   },
 
@@ -1386,6 +1431,7 @@ export const ListSessionEventsRequest: MessageFns<ListSessionEventsRequest> = {
       : undefined;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.readMask = object.readMask ?? undefined;
     return message;
   },
 };
