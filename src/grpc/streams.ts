@@ -116,7 +116,8 @@ export class Outbox {
 
   async send(message: unknown, signal: AbortSignal, resume?: ResumePoint): Promise<void> {
     if (signal.aborted) throw cancelled();
-    const bytes = this.serialize(message);
+    // A message encoded once for many streams (a fanned-out event) comes as bytes.
+    const bytes = Buffer.isBuffer(message) ? message : this.serialize(message);
     if (bytes.length > this.maxMessageBytes) throw messageTooLarge(bytes.length, this.maxMessageBytes);
     const entry: Unflushed = { bytes: bytes.length, resume };
     this.unflushed.push(entry);
@@ -214,6 +215,6 @@ export async function streamRoom(call: object, signal: AbortSignal): Promise<num
  * `resume` is where the client should pick up if this message is the first
  * it may not have received.
  */
-export function writeMessage<T>(call: { write(message: T): boolean }, message: T, signal: AbortSignal, resume?: ResumePoint): Promise<void> {
+export function writeMessage<T>(call: { write(message: T): boolean }, message: T | Buffer, signal: AbortSignal, resume?: ResumePoint): Promise<void> {
   return outboxOf(call).send(message, signal, resume);
 }

@@ -130,7 +130,10 @@ function filterParams(f: SessionFilter): unknown[] {
 /**
  * A list page, built from constants only: keyset pagination on (column,
  * session_id) with the cursor in $9, $10, the row limit in $11 and the byte
- * budget in $12 (see db/pages.ts).
+ * budget in $12 (see db/pages.ts). Run unnamed (q.query, not q.prepared):
+ * the `$n IS NULL OR …` filters need a plan for each call's values, and a
+ * generic plan would use the labels index for every filter
+ * (`npx tsx bench/explain-filters.ts` prints both).
  */
 function listSql(order: SessionOrder, omit: readonly SessionDocument[]): string {
   const direction = order.descending ? "DESC" : "ASC";

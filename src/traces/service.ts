@@ -4,7 +4,7 @@ import {
   Severity,
   TraceEvent,
   TraceEventServiceService,
-  type SubscribeEventsResponse,
+  SubscribeEventsResponse,
 } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
@@ -18,6 +18,7 @@ import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
 import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
 import { Violations, checkBatchSize, checkDocument, checkFilterList, checkId, checkReference, checkText } from "../grpc/validate.js";
 import { nowIso } from "../time.js";
+import { TraceFanout } from "./fanout.js";
 import { TraceQueue } from "./queue.js";
 import * as store from "./store.js";
 import type { EventFilter, NewTraceEvent, SeverityName, TraceEventRecord } from "./store.js";
@@ -84,6 +85,10 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
 
 export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEventServiceService> {
   const { db, limits } = deps;
+  // Live events are read and encoded once for every subscriber of this replica.
+  const fanout = new TraceFanout(db, (event) =>
+    Buffer.from(SubscribeEventsResponse.encode({ message: { $case: "event", value: toWire(event) } }).finish()),
+  );
   // Appends to one trace wait their turn here, holding no pool connection.
   const queue = new TraceQueue();
   const append = (ctx: { signal: AbortSignal }, events: NewTraceEvent[], ingestTime: string) =>
@@ -192,14 +197,14 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       };
       const q = db.on(ctx);
       // If a message never reaches the client, it resumes at that message's offset.
-      const send = (message: SubscribeEventsResponse, resumeOffset: number) =>
+      const send = (message: SubscribeEventsResponse | Buffer, resumeOffset: number) =>
         writeMessage(call, message, ctx.signal, { resume_offset: String(resumeOffset) });
       await tail({
         from: request.fromNow ? "now" : Math.max(1, request.startOffset),
         readHead: () => store.headOffset(q),
-        readPage: (cursor, maxBytes) => store.readFeed(q, cursor, filter, maxBytes),
+        readPage: (cursor, maxBytes) => fanout.page(cursor, filter, maxBytes, ctx.signal),
         room: () => streamRoom(call, ctx.signal),
-        deliver: (event) => send({ message: { $case: "event", value: toWire(event) } }, event.offset),
+        deliver: (event) => send(event.bytes, event.offset),
         progress: (offset) => send({ message: { $case: "progress", value: { offset } } }, offset + 1),
         onWake: (listener) => deps.hub.listen(CHANNELS.traceEvents, listener),
         progressIntervalMs: deps.progressIntervalMs,
