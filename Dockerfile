@@ -9,9 +9,15 @@ COPY . .
 RUN npx tsc -b && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
+# Listening beyond loopback needs authentication and TLS (or an explicit
+# CAIRN_INSECURE=true): mount a directory at /etc/cairn holding auth.yaml,
+# tls.crt and tls.key (see README, "Namespaces and security").
 ENV NODE_ENV=production \
     CAIRN_LISTEN=0.0.0.0:50051 \
-    CAIRN_DATA_DIR=/var/lib/cairn/data
+    CAIRN_DATA_DIR=/var/lib/cairn/data \
+    CAIRN_AUTH_FILE=/etc/cairn/auth.yaml \
+    CAIRN_TLS_CERT_FILE=/etc/cairn/tls.crt \
+    CAIRN_TLS_KEY_FILE=/etc/cairn/tls.key
 RUN groupadd --system cairn && useradd --system --gid cairn --home-dir /var/lib/cairn cairn \
     && mkdir -p /var/lib/cairn && chown cairn:cairn /var/lib/cairn
 WORKDIR /app

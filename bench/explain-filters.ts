@@ -54,36 +54,36 @@ async function database(): Promise<{ url: string; done: () => Promise<void> }> {
 async function populate(pool: pg.Pool): Promise<void> {
   const n = ROWS;
   const statements = [
-    `INSERT INTO sessions (session_id, agent_id, user_id, status, labels, metadata, state, create_time, update_time)
-     SELECT 's-' || i, 'agent-' || (i % 1000), CASE WHEN i % 5 = 0 THEN '' ELSE 'user-' || (i % 20000) END,
+    `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, create_time, update_time)
+     SELECT 'default', 's-' || i, 'agent-' || (i % 1000), CASE WHEN i % 5 = 0 THEN '' ELSE 'user-' || (i % 20000) END,
             CASE WHEN i % 10 < 7 THEN 'ENDED' WHEN i % 10 < 9 THEN 'ACTIVE' ELSE 'ERROR' END,
             jsonb_build_object('env', (ARRAY['prod', 'staging', 'dev'])[1 + i % 3], 'team', 'team-' || (i % 50)),
             CASE WHEN i % 4 = 0 THEN NULL ELSE jsonb_build_object('tier', (ARRAY['gold', 'silver', 'bronze'])[1 + i % 3], 'region', 'r' || (i % 20)) END,
             CASE WHEN i % 3 = 0 THEN NULL ELSE jsonb_build_object('step', i % 100, 'flag', i % 2 = 0, 'notes', repeat('x', 200)) END,
             now() - ($1 - i) * interval '10 seconds', now() - ($1 - i) * interval '10 seconds' + (i % 1000) * interval '1 second'
        FROM generate_series(1, $1) AS i`,
-    `INSERT INTO session_messages (session_id, sequence, role, content)
-     SELECT 's-' || (1 + i / 100), 1 + i % 100, 'user', repeat('m', 100) FROM generate_series(0, $1 - 1) AS i`,
-    `INSERT INTO resolutions (resolution_id, request_id, agent_id, session_id, decision, create_time, expire_time)
-     SELECT 'r-' || i, 'req-' || i, 'agent-' || (i % 1000), 's-' || (i % 100000), (ARRAY['ALLOW', 'DENY', 'PARTIAL'])[1 + i % 3],
+    `INSERT INTO session_messages (namespace, session_id, sequence, role, content)
+     SELECT 'default', 's-' || (1 + i / 100), 1 + i % 100, 'user', repeat('m', 100) FROM generate_series(0, $1 - 1) AS i`,
+    `INSERT INTO resolutions (namespace, resolution_id, request_id, agent_id, session_id, decision, create_time, expire_time)
+     SELECT 'default', 'r-' || i, 'req-' || i, 'agent-' || (i % 1000), 's-' || (i % 100000), (ARRAY['ALLOW', 'DENY', 'PARTIAL'])[1 + i % 3],
             now() - ($1 - i) * interval '10 seconds',
             CASE i % 4 WHEN 0 THEN now() - interval '1 hour' WHEN 1 THEN NULL ELSE now() + interval '1 day' END
        FROM generate_series(1, $1) AS i`,
-    `INSERT INTO trace_events (event_offset, trace_id, sequence, event_id, session_id, event_type, severity, event_time,
+    `INSERT INTO trace_events (namespace, event_offset, trace_id, sequence, event_id, session_id, event_type, severity, event_time,
                                payload, ingest_time, prev_hash, event_hash)
-     SELECT i, 't-' || (i % 3000), 1 + i / 3000, 'e-' || i, CASE WHEN i % 5 = 0 THEN '' ELSE 's-' || (i % 30000) END,
+     SELECT 'default', i, 't-' || (i % 3000), 1 + i / 3000, 'e-' || i, CASE WHEN i % 5 = 0 THEN '' ELSE 's-' || (i % 30000) END,
             'type-' || (i % 20), 1 + i % 5, now() - ($1 - i) * interval '1 second', jsonb_build_object('n', i),
             now() - ($1 - i) * interval '1 second', '', ''
        FROM generate_series(1, $1) AS i`,
     `UPDATE trace_offsets SET last_offset = $1`,
-    `INSERT INTO jobs (job_id, queue, state, run_time, max_attempts, backoff_initial_ms, backoff_max_ms, backoff_multiplier, create_time, finish_time)
-     SELECT 'j-' || i, 'queue-' || (i % 100),
+    `INSERT INTO jobs (namespace, job_id, queue, state, run_time, max_attempts, backoff_initial_ms, backoff_max_ms, backoff_multiplier, create_time, finish_time)
+     SELECT 'default', 'j-' || i, 'queue-' || (i % 100),
             CASE WHEN i % 20 < 16 THEN 'SUCCEEDED' WHEN i % 20 < 18 THEN 'AVAILABLE' WHEN i % 20 = 18 THEN 'RUNNING' ELSE 'DEAD' END,
             now() - ($1 - i) * interval '10 seconds', 5, 1000, 60000, 2, now() - ($1 - i) * interval '10 seconds',
             CASE WHEN i % 20 < 16 OR i % 20 = 19 THEN now() END
        FROM generate_series(1, $1) AS i`,
-    `INSERT INTO kv_entries (key, json_value, version, mod_revision, expire_time)
-     SELECT 'p-' || (i % 100) || '/k-' || i, jsonb_build_object('v', i), 1, i, CASE WHEN i % 10 = 0 THEN now() - interval '1 minute' END
+    `INSERT INTO kv_entries (namespace, key, json_value, version, mod_revision, expire_time)
+     SELECT 'default', 'p-' || (i % 100) || '/k-' || i, jsonb_build_object('v', i), 1, i, CASE WHEN i % 10 = 0 THEN now() - interval '1 minute' END
        FROM generate_series(1, $1) AS i`,
   ];
   for (const sql of statements) await pool.query(sql, sql.includes("$1") ? [n] : []);
@@ -133,13 +133,13 @@ function sessionProbes(): Probe[] {
   return filters.flatMap(([name, f]): Probe[] => {
     const filter = { ...none, ...f };
     return [
-      { table: "sessions", filter: `List ${name}`, run: (q: Queryable) => sessions.listSessions(q, filter, byCreate, PAGE, undefined) },
-      { table: "sessions", filter: `Count ${name}`, run: (q: Queryable) => sessions.countSessions(q, filter) },
+      { table: "sessions", filter: `List ${name}`, run: (q: Queryable) => sessions.listSessions(q, "default", filter, byCreate, PAGE, undefined) },
+      { table: "sessions", filter: `Count ${name}`, run: (q: Queryable) => sessions.countSessions(q, "default", filter) },
     ];
   }).concat([
-    { table: "sessions", filter: "List by update_time desc, agent_id", run: (q) => sessions.listSessions(q, { ...none, agentId: "agent-7" }, byUpdateDesc, PAGE, undefined) },
-    { table: "sessions", filter: "Stats agent_id", run: (q) => sessions.sessionStats(q, { ...none, agentId: "agent-7" }) },
-    { table: "sessions", filter: "Stats none", run: (q) => sessions.sessionStats(q, none) },
+    { table: "sessions", filter: "List by update_time desc, agent_id", run: (q) => sessions.listSessions(q, "default", { ...none, agentId: "agent-7" }, byUpdateDesc, PAGE, undefined) },
+    { table: "sessions", filter: "Stats agent_id", run: (q) => sessions.sessionStats(q, "default", { ...none, agentId: "agent-7" }) },
+    { table: "sessions", filter: "Stats none", run: (q) => sessions.sessionStats(q, "default", none) },
   ]);
 }
 
@@ -155,26 +155,26 @@ function otherProbes(): Probe[] {
   };
   const ev = { sessionId: "s-7", eventTypes: [] as string[], minSeverity: null, afterTime: null, beforeTime: null };
   return [
-    { table: "session_messages", filter: "List session_id", run: (q) => listMessages(q, "s-7", 0, PAGE) },
-    { table: "resolutions", filter: "none", run: (q) => resolutions.listResolutions(q, rf, PAGE, undefined) },
-    { table: "resolutions", filter: "agent_id", run: (q) => resolutions.listResolutions(q, { ...rf, agentId: "agent-7" }, PAGE, undefined) },
-    { table: "resolutions", filter: "session_id", run: (q) => resolutions.listResolutions(q, { ...rf, sessionId: "s-7" }, PAGE, undefined) },
-    { table: "resolutions", filter: "request_id", run: (q) => resolutions.listResolutions(q, { ...rf, requestId: "req-7" }, PAGE, undefined) },
-    { table: "resolutions", filter: "decisions [DENY]", run: (q) => resolutions.listResolutions(q, { ...rf, decisions: ["DENY"] }, PAGE, undefined) },
-    { table: "resolutions", filter: "created_before (old)", run: (q) => resolutions.listResolutions(q, { ...rf, createdBefore: new Date(Date.now() - 30 * 86_400_000).toISOString() }, PAGE, undefined) },
-    { table: "resolutions", filter: "include_expired", run: (q) => resolutions.listResolutions(q, { ...rf, includeExpired: true }, PAGE, undefined) },
-    { table: "trace_events", filter: "ListTraceEvents trace_id", run: (q) => traces.listTraceEvents(q, "t-7", 0, PAGE) },
-    { table: "trace_events", filter: "ListSessionEvents session_id", run: (q) => traces.listSessionEvents(q, ev, 0, PAGE) },
-    { table: "trace_events", filter: "ListSessionEvents + event_types + min_severity", run: (q) => traces.listSessionEvents(q, { ...ev, eventTypes: ["type-7"], minSeverity: "ERROR" }, 0, PAGE) },
-    { table: "trace_events", filter: "ListSessionEvents + after_time (future: none match)", run: (q) => traces.listSessionEvents(q, { ...ev, afterTime: new Date(Date.now() + 86_400_000).toISOString() }, 0, PAGE) },
-    { table: "trace_events", filter: "SubscribeEvents trace_id (one window)", run: (q) => traces.readFeed(q, 1, { sessionId: null, traceId: "t-7", eventTypes: [], minSeverity: null }) },
-    { table: "jobs", filter: "none", run: (q) => jobs.list(q, null, [], PAGE, undefined) },
-    { table: "jobs", filter: "queue", run: (q) => jobs.list(q, "queue-7", [], PAGE, undefined) },
-    { table: "jobs", filter: "states [DEAD]", run: (q) => jobs.list(q, null, ["DEAD"], PAGE, undefined) },
-    { table: "jobs", filter: "queue + states [RUNNING]", run: (q) => jobs.list(q, "queue-7", ["RUNNING"], PAGE, undefined) },
-    { table: "jobs", filter: "GetQueueStats", run: (q) => jobs.stats(q, "queue-7") },
-    { table: "kv_entries", filter: "List prefix p-7/", run: (q) => keyValue.list(q, "p-7/", null, PAGE, false) },
-    { table: "kv_entries", filter: "List no prefix", run: (q) => keyValue.list(q, "", null, PAGE, true) },
+    { table: "session_messages", filter: "List session_id", run: (q) => listMessages(q, "default", "s-7", 0, PAGE) },
+    { table: "resolutions", filter: "none", run: (q) => resolutions.listResolutions(q, "default", rf, PAGE, undefined) },
+    { table: "resolutions", filter: "agent_id", run: (q) => resolutions.listResolutions(q, "default", { ...rf, agentId: "agent-7" }, PAGE, undefined) },
+    { table: "resolutions", filter: "session_id", run: (q) => resolutions.listResolutions(q, "default", { ...rf, sessionId: "s-7" }, PAGE, undefined) },
+    { table: "resolutions", filter: "request_id", run: (q) => resolutions.listResolutions(q, "default", { ...rf, requestId: "req-7" }, PAGE, undefined) },
+    { table: "resolutions", filter: "decisions [DENY]", run: (q) => resolutions.listResolutions(q, "default", { ...rf, decisions: ["DENY"] }, PAGE, undefined) },
+    { table: "resolutions", filter: "created_before (old)", run: (q) => resolutions.listResolutions(q, "default", { ...rf, createdBefore: new Date(Date.now() - 30 * 86_400_000).toISOString() }, PAGE, undefined) },
+    { table: "resolutions", filter: "include_expired", run: (q) => resolutions.listResolutions(q, "default", { ...rf, includeExpired: true }, PAGE, undefined) },
+    { table: "trace_events", filter: "ListTraceEvents trace_id", run: (q) => traces.listTraceEvents(q, "default", "t-7", 0, PAGE) },
+    { table: "trace_events", filter: "ListSessionEvents session_id", run: (q) => traces.listSessionEvents(q, "default", ev, 0, PAGE) },
+    { table: "trace_events", filter: "ListSessionEvents + event_types + min_severity", run: (q) => traces.listSessionEvents(q, "default", { ...ev, eventTypes: ["type-7"], minSeverity: "ERROR" }, 0, PAGE) },
+    { table: "trace_events", filter: "ListSessionEvents + after_time (future: none match)", run: (q) => traces.listSessionEvents(q, "default", { ...ev, afterTime: new Date(Date.now() + 86_400_000).toISOString() }, 0, PAGE) },
+    { table: "trace_events", filter: "SubscribeEvents trace_id (one window)", run: (q) => traces.readFeed(q, "default", 1, { sessionId: null, traceId: "t-7", eventTypes: [], minSeverity: null }) },
+    { table: "jobs", filter: "none", run: (q) => jobs.list(q, "default", null, [], PAGE, undefined) },
+    { table: "jobs", filter: "queue", run: (q) => jobs.list(q, "default", "queue-7", [], PAGE, undefined) },
+    { table: "jobs", filter: "states [DEAD]", run: (q) => jobs.list(q, "default", null, ["DEAD"], PAGE, undefined) },
+    { table: "jobs", filter: "queue + states [RUNNING]", run: (q) => jobs.list(q, "default", "queue-7", ["RUNNING"], PAGE, undefined) },
+    { table: "jobs", filter: "GetQueueStats", run: (q) => jobs.stats(q, "default", "queue-7") },
+    { table: "kv_entries", filter: "List prefix p-7/", run: (q) => keyValue.list(q, "default", "p-7/", null, PAGE, false) },
+    { table: "kv_entries", filter: "List no prefix", run: (q) => keyValue.list(q, "default", "", null, PAGE, true) },
   ];
 }
 
@@ -237,7 +237,7 @@ async function main(): Promise<void> {
 }
 
 /**
- * The catch-all filters (`$6::jsonb IS NULL OR state @> $6`) need a custom
+ * The catch-all filters (`$7::jsonb IS NULL OR state @> $7`) need a custom
  * plan, made for the values; pg's unnamed statements get one every time. A
  * statement prepared by name (q.prepared) would switch to the generic plan
  * after five executions if PostgreSQL judges it no worse, and the generic
@@ -255,7 +255,7 @@ async function namedStatementCheck(pool: pg.Pool): Promise<void> {
     prepared: (_name, text, values) => capture.query(text, values),
     atomic: (fn) => fn(capture),
   };
-  await sessions.listSessions(capture, { ...none, stateContains: { step: 7 } }, byCreate, PAGE, undefined);
+  await sessions.listSessions(capture, "default", { ...none, stateContains: { step: 7 } }, byCreate, PAGE, undefined);
   const { text, values } = statements[0]!;
   const client = await pool.connect();
   try {

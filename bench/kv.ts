@@ -34,17 +34,17 @@ export async function benchKeyValue(): Promise<void> {
     const own = (side: string, w: number, i: number) => `bench-${side}/${w}/${i % 8}`;
     const rows = await compare(
       [
-        ["Get", (w, i) => client.keyValue.get({ key: pick(w, i) }), (w, i) => readEntries(q, [pick(w, i)])],
+        ["Get", (w, i) => client.keyValue.get({ key: pick(w, i) }), (w, i) => readEntries(q, "default", [pick(w, i)])],
         [
           "Put",
           (w, i) => client.keyValue.put({ entry: { key: own("c", w, i), value: { $case: "jsonValue", value: value(i) } } }),
           (w, i) =>
-            putAll(q, [{ key: own("r", w, i), value: { kind: "json", json: value(i) }, sessionId: "", ttlMicros: null, expectedVersion: undefined }]),
+            putAll(q, "default", [{ key: own("r", w, i), value: { kind: "json", json: value(i) }, sessionId: "", ttlMicros: null, expectedVersion: undefined }]),
         ],
         [
           "Increment",
           (w) => client.keyValue.increment({ key: `count-c/${w}`, delta: 1 }),
-          (w) => writeAll(q, [{ kind: "increment", key: `count-r/${w}`, delta: 1, ttlMicros: null }]),
+          (w) => writeAll(q, "default", [{ kind: "increment", key: `count-r/${w}`, delta: 1, ttlMicros: null }]),
         ],
       ],
       CONCURRENCIES,

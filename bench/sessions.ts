@@ -7,7 +7,7 @@ import { CairnClient } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
-import { applyUpdates, createSessions, readSessions } from "../src/sessions/store.js";
+import { applyUpdates, createSessions, readSessionKeys } from "../src/sessions/store.js";
 import { startBenchEnvironment } from "./environment.js";
 import { compare, formatTable } from "./measure.js";
 
@@ -47,15 +47,15 @@ export async function benchSessions(): Promise<void> {
     };
     const raw: Target = {
       create: () =>
-        createSessions(q, [
+        createSessions(q, "default", [
           {
             session: { sessionId: uuidv7(), agentId: "bench", userId: "", status: "ACTIVE", labels: { kind: "bench" }, metadata: null, state: state(0) },
             idempotency: null,
           },
         ]),
       // The statements GetSession and UpdateSession run, once per call.
-      get: (w, i) => readSessions(q, [pick(w, i)]),
-      update: (w, i) => applyUpdates(q, [{ sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
+      get: (w, i) => readSessionKeys(q, [{ ns: "default", sessionId: pick(w, i) }]),
+      update: (w, i) => applyUpdates(q, [{ ns: "default", sessionId: own(w, i), patch: { state: state(i) }, expectedVersion: undefined }]),
     };
 
     const rows = await compare(

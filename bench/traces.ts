@@ -73,7 +73,7 @@ async function rawCopyThroughput(databaseUrl: string): Promise<number> {
       const hash = createHash("sha256").update(String(offset)).digest("hex");
       const json = JSON.stringify(payload(i)).replaceAll("\\", "\\\\");
       lines.push(
-        [offset, `raw-${s}-${i % TRACES_PER_STREAM}`, offset, `e${offset}`, `session-${s}`, "tool.call", 2, now, json, now, hash, hash].join("\t"),
+        ["default", offset, `raw-${s}-${i % TRACES_PER_STREAM}`, offset, `e${offset}`, `session-${s}`, "tool.call", 2, now, json, now, hash, hash].join("\t"),
       );
     }
     return lines.join("\n") + "\n";
@@ -86,7 +86,7 @@ async function rawCopyThroughput(databaseUrl: string): Promise<number> {
       for (let b = 0; b < BATCHES_PER_STREAM; b++) {
         const copy = client.query(
           copyFrom(
-            `COPY trace_events_raw (event_offset, trace_id, sequence, event_id, session_id, event_type, severity,
+            `COPY trace_events_raw (namespace, event_offset, trace_id, sequence, event_id, session_id, event_type, severity,
                event_time, payload, ingest_time, prev_hash, event_hash) FROM STDIN`,
           ),
         );

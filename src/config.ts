@@ -65,6 +65,18 @@ export interface Config {
   connectionIdleMs: number;
   /** Open client connections per replica; more are refused at accept. */
   maxConnections: number;
+  /** Principals, tokens and JWT settings (unset: every caller is an admin, loopback only). */
+  authFile: string | undefined;
+  tls: TlsFiles | undefined;
+  /** Explicit consent to serve a non-loopback address without auth, or tokens without TLS. */
+  insecure: boolean;
+}
+
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** Set: every connection must present a client certificate signed by this CA (mTLS). */
+  clientCaFile: string | undefined;
 }
 
 type Parser<T> = (raw: string) => T;
@@ -108,6 +120,16 @@ function postgresUrl(raw: string): string | undefined {
     throw new Error(`expected a postgres:// or postgresql:// URL, got ${url.protocol}`);
   }
   return raw;
+}
+
+function optionalPath(raw: string): string | undefined {
+  return raw.trim() === "" ? undefined : resolve(raw.trim());
+}
+
+function boolean(raw: string): boolean {
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0" || raw === "") return false;
+  throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
 }
 
 function logLevel(raw: string): string {
@@ -296,6 +318,35 @@ export const SETTINGS = {
     parse: positiveInt(1),
     help: "open client connections per replica; more are refused",
   },
+  authFile: {
+    env: "CAIRN_AUTH_FILE",
+    flag: "auth-file",
+    default: undefined,
+    parse: optionalPath,
+    help: "YAML file of principals (tokens, certificate subjects, JWT); read again on SIGHUP",
+  },
+  tlsCertFile: {
+    env: "CAIRN_TLS_CERT_FILE",
+    flag: "tls-cert-file",
+    default: undefined,
+    parse: optionalPath,
+    help: "PEM certificate (chain) of the server; with the key, turns TLS on",
+  },
+  tlsKeyFile: { env: "CAIRN_TLS_KEY_FILE", flag: "tls-key-file", default: undefined, parse: optionalPath, help: "PEM private key of the server" },
+  tlsClientCaFile: {
+    env: "CAIRN_TLS_CLIENT_CA_FILE",
+    flag: "tls-client-ca-file",
+    default: undefined,
+    parse: optionalPath,
+    help: "PEM CA that must have signed every client's certificate (mTLS)",
+  },
+  insecure: {
+    env: "CAIRN_INSECURE",
+    flag: "insecure",
+    default: false,
+    parse: boolean,
+    help: "true: serve a non-loopback address without auth, or tokens without TLS",
+  },
 } satisfies Record<string, Setting<unknown>>;
 
 /** A label's key and value lengths, as API.md's "Common rules" give them. */
@@ -331,6 +382,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   const v = values as Values;
+  const tls = tlsFiles(v.tlsCertFile, v.tlsKeyFile, v.tlsClientCaFile);
+  requireSecureDefaults(v.listen, v.authFile, tls, v.insecure);
   return {
     listen: v.listen,
     databaseUrl: v.databaseUrl,
@@ -367,7 +420,44 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     poolWaitMs: v.poolWaitMs,
     connectionIdleMs: v.connectionIdleMs,
     maxConnections: v.maxConnections,
+    authFile: v.authFile,
+    tls,
+    insecure: v.insecure,
   };
+}
+
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined, clientCaFile: string | undefined): TlsFiles | undefined {
+  if (!certFile && !keyFile) {
+    if (clientCaFile) throw new ConfigError("CAIRN_TLS_CLIENT_CA_FILE needs CAIRN_TLS_CERT_FILE and CAIRN_TLS_KEY_FILE (mTLS is TLS first)");
+    return undefined;
+  }
+  if (!certFile || !keyFile) throw new ConfigError("TLS needs both CAIRN_TLS_CERT_FILE and CAIRN_TLS_KEY_FILE");
+  return { certFile, keyFile, clientCaFile };
+}
+
+/** Whether a listen address only reaches this machine. */
+export function isLoopback(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1");
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Secure by default: past loopback, every caller must authenticate, and
+ * bearer tokens must not travel in plaintext, unless CAIRN_INSECURE=true
+ * says so explicitly.
+ */
+function requireSecureDefaults(listen: string, authFile: string | undefined, tls: TlsFiles | undefined, insecure: boolean): void {
+  if (insecure || isLoopback(listen)) return;
+  if (!authFile) {
+    throw new ConfigError(
+      `refusing to serve ${listen} (not loopback) without authentication: set CAIRN_AUTH_FILE (and CAIRN_TLS_CERT_FILE, CAIRN_TLS_KEY_FILE), listen on 127.0.0.1, or set CAIRN_INSECURE=true to accept anyone`,
+    );
+  }
+  if (!tls) {
+    throw new ConfigError(
+      `refusing to serve ${listen} (not loopback) with bearer tokens over plaintext: set CAIRN_TLS_CERT_FILE and CAIRN_TLS_KEY_FILE, or CAIRN_INSECURE=true`,
+    );
+  }
 }
 
 /** The configuration table, for `cairn help` and the README. */

@@ -1,7 +1,5 @@
 // A running Cairn: database (embedded or external), migrations, pool, gRPC
 // server and database monitor, with an orderly stop.
-import * as grpc from "@grpc/grpc-js";
-import net from "node:net";
 import pg from "pg";
 import type { Config } from "./config.js";
 import { Database } from "./db/database.js";
@@ -12,7 +10,11 @@ import { DatabaseMonitor } from "./db/monitor.js";
 import { CHANNELS, NotifyHub } from "./db/notify-hub.js";
 import { createPool } from "./db/pool.js";
 import type { Logger } from "./logger.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { type CallerSettler, openDoor } from "./auth/caller.js";
+import { type AuthConfig, loadAuthFile } from "./auth/file.js";
 import { buildServer } from "./server.js";
+import { type Listener, listen } from "./transport.js";
 
 const EMBEDDED_DATABASE = "cairn";
 const STARTUP_RETRY_MS = 60_000;
@@ -23,6 +25,8 @@ export interface Daemon {
   databaseUrl: string;
   /** Open streams of Cairn's services by method name (SubscribeEvents, Watch, …). */
   openStreams(): Map<string, number>;
+  /** SIGHUP: reads the auth file, its JWKS and the TLS files again; a file that fails keeps the previous configuration. */
+  reload(): void;
   stop(): Promise<void>;
 }
 
@@ -66,37 +70,6 @@ async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
   }
 }
 
-interface Listener {
-  port: number;
-  /** Stops accepting; open connections are ended by the gRPC server's shutdown. */
-  stopAccepting(): void;
-}
-
-/**
- * Accepts connections on our own TCP server and hands them to grpc-js (its
- * connection injector), so that the replica's connections can be capped:
- * grpc-js itself has no such bound. Past `maxConnections`, Node closes a new
- * socket at accept.
- */
-async function listen(server: grpc.Server, address: string, maxConnections: number): Promise<Listener> {
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const tcp = net.createServer((socket) => injector.injectConnection(socket));
-  tcp.maxConnections = maxConnections;
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
-    tcp.listen({ host, port: Number(address.slice(colon + 1)) }, () => {
-      tcp.off("error", reject);
-      resolve();
-    });
-  });
-  return {
-    port: (tcp.address() as net.AddressInfo).port,
-    stopAccepting: () => void tcp.close(),
-  };
-}
-
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const database = await resolveDatabase(config, log);
   let pool: pg.Pool | undefined;
@@ -112,22 +85,46 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const db = new Database(pool);
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
-    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log);
+    // The principals are read before anything is served: a bad auth file stops the start.
+    let auth: AuthConfig | undefined = config.authFile ? loadAuthFile(config.authFile) : undefined;
+    let listener: Listener | undefined;
+    const callers: CallerSettler = auth
+      ? new Authenticator(() => auth!, (peer) => listener?.peerSubject(peer))
+      : openDoor;
+    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers);
     const monitor = new DatabaseMonitor(database.url, config.healthCheckIntervalMs, log, setServing);
     // A call that failed to reach the database has the monitor look at once.
     db.onConnectionError = () => void monitor.probe();
-    const listener = await listen(server, config.listen, config.maxConnections);
+    listener = await listen(server, config.listen, config.maxConnections, config.tls);
     const address = `${config.listen.slice(0, config.listen.lastIndexOf(":"))}:${listener.port}`;
     monitor.start();
     for (const loop of background) loop.start();
-    log.info({ address, embedded: Boolean(database.embedded) }, "cairn serving");
+    log.info({ address, embedded: Boolean(database.embedded), tls: Boolean(config.tls), auth: Boolean(auth) }, "cairn serving");
+    const reload = () => {
+      if (config.authFile) {
+        try {
+          auth = loadAuthFile(config.authFile);
+          log.info({ file: config.authFile }, "auth file reloaded");
+        } catch (error) {
+          log.error({ file: config.authFile, err: (error as Error).message }, "auth file not reloaded; keeping the previous principals");
+        }
+      }
+      if (config.tls) {
+        try {
+          listener!.reloadTls();
+          log.info("TLS certificates reloaded");
+        } catch (error) {
+          log.error({ err: (error as Error).message }, "TLS certificates not reloaded; keeping the previous ones");
+        }
+      }
+    };
 
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
         log.info("shutting down");
         setServing(false);
-        listener.stopAccepting();
+        listener!.stopAccepting();
         // Waits for work end at once (with what they have), and streams never
         // end on their own: end them first, then give unary calls the grace period.
         beginStopping();
@@ -150,7 +147,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         await database.embedded?.stop();
         log.info("stopped");
       })());
-    return { address, databaseUrl: database.url, openStreams: () => streams.countsByKind(), stop };
+    return { address, databaseUrl: database.url, openStreams: () => streams.countsByKind(), reload, stop };
   } catch (error) {
     await hub?.stop();
     await pool?.end().catch(() => {});

@@ -15,6 +15,8 @@ export type ErrorKind =
   | "deadline_exceeded"
   | "cancelled"
   | "unimplemented"
+  | "unauthenticated"
+  | "permission_denied"
   | "internal";
 
 export interface FieldViolation {
@@ -171,5 +173,18 @@ export function slowConsumer(timeoutMs: number, resume: Record<string, string>):
 export function messageTooLarge(bytes: number, limit: number): CairnError {
   return new CairnError("resource_exhausted", "MESSAGE_TOO_LARGE", `the response is ${bytes} bytes; the limit is ${limit}`, {
     limit: String(limit),
+  });
+}
+
+/** No credentials, or credentials that name no principal. */
+export function unauthenticated(message = "missing or invalid credentials"): CairnError {
+  return new CairnError("unauthenticated", "UNAUTHENTICATED", message);
+}
+
+/** The principal's role in the namespace is lower than the method needs (or it has none there). */
+export function permissionDenied(namespace: string, requiredRole: string): CairnError {
+  return new CairnError("permission_denied", "PERMISSION_DENIED", `this method needs the ${requiredRole} role in namespace ${JSON.stringify(namespace)}`, {
+    namespace,
+    required_role: requiredRole,
   });
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// CLI entry: `cairn serve | migrate | version | help`.
+// CLI entry: `cairn serve | migrate | token | version | help`.
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, describeSettings, loadConfig } from "./config.js";
@@ -17,6 +18,7 @@ const USAGE = `usage: cairn <command> [flags]
 commands:
   serve     serve gRPC (starts an embedded PostgreSQL when DATABASE_URL is unset)
   migrate   apply database migrations and exit
+  token     print a new random bearer token, and its token_sha256 line for CAIRN_AUTH_FILE
   version   print the version
   help      print this help
 
@@ -43,6 +45,7 @@ async function serve(argv: string[]): Promise<void> {
       },
     );
   };
+  process.on("SIGHUP", () => daemon.reload());
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 }
@@ -59,6 +62,13 @@ async function migrateCommand(argv: string[]): Promise<void> {
   }
 }
 
+/** A new token (256 random bits) and what the auth file stores of it: only its SHA-256. */
+function tokenCommand(): void {
+  const token = randomBytes(32).toString("base64url");
+  console.log(`token: ${token}`);
+  console.log(`    token_sha256: ${createHash("sha256").update(token).digest("hex")}`);
+}
+
 async function main(): Promise<void> {
   const [command = "help", ...argv] = process.argv.slice(2);
   switch (command) {
@@ -66,6 +76,8 @@ async function main(): Promise<void> {
       return serve(argv);
     case "migrate":
       return migrateCommand(argv);
+    case "token":
+      return tokenCommand();
     case "version":
       console.log(version());
       return;

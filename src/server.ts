@@ -8,6 +8,7 @@ import {
   TraceEventServiceService,
 } from "@cairn/client";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
+import { type CallerSettler, openDoor } from "./auth/caller.js";
 import type { Config } from "./config.js";
 import type { Database } from "./db/database.js";
 import { inBatches } from "./db/batches.js";
@@ -44,10 +45,10 @@ export interface BuiltServer {
   beginStopping(): void;
 }
 
-export function buildServer(config: Config, db: Database, hub: NotifyHub, log: Logger): BuiltServer {
+export function buildServer(config: Config, db: Database, hub: NotifyHub, log: Logger, callers: CallerSettler = openDoor): BuiltServer {
   const server = new grpc.Server({
     // First (and only) interceptor: it must see grpc-js's own statuses too.
-    interceptors: [callInterceptor(log)],
+    interceptors: [callInterceptor(log, callers)],
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_send_message_length": config.limits.maxMessageBytes,
     "grpc.max_connection_idle_ms": config.connectionIdleMs,
@@ -98,11 +99,13 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   const listed = [...cairnServices, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
   addReflection(server, () => listed);
   const q = db.on({});
+  // Background work spans every namespace (null); each row keeps its own.
+  const everyNamespace = null;
   const reaper = new Reaper(
     db.pool,
     [
-      { name: "expired resolutions", run: () => resolutions.purgeExpired(q) },
-      { name: "expired entries", run: () => keyValue.purgeExpired(q) },
+      { name: "expired resolutions", run: () => resolutions.purgeExpired(q, everyNamespace) },
+      { name: "expired entries", run: () => keyValue.purgeExpired(q, everyNamespace) },
       { name: "key-value change log", run: () => keyValue.compactChanges(q, config.watchRetentionMs) },
       { name: "finished jobs", run: () => jobs.deleteFinished(q, config.jobRetentionMs) },
       { name: "request ids past the idempotency window", run: () => inBatches((limit) => purgeRequestIdsBatch(q, limit)) },

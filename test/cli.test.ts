@@ -4,6 +4,7 @@
 // configuration is refused with a clear message.
 import { CairnClient } from "@cairn/client";
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -103,6 +104,22 @@ describe("configuration", () => {
     expect(bad.output()).toContain("--listen: expected host:port");
     expect(bad.output()).toContain("CAIRN_DB_POOL_MAX: expected an integer");
     expect(bad.output()).toContain("DATABASE_URL: expected a postgres:// or postgresql:// URL");
+  });
+
+  it("token prints a new random token and the sha256 line the auth file takes", async () => {
+    const run = cairn(["token"], {});
+    expect(await run.exited).toBe(0);
+    const token = /^token: (\S+)$/m.exec(run.output())![1]!;
+    const line = /^\s+token_sha256: ([0-9a-f]{64})$/m.exec(run.output())![1]!;
+    expect(line).toBe(createHash("sha256").update(token).digest("hex"));
+    expect(token.length).toBeGreaterThanOrEqual(43);
+  });
+
+  it("refuses to serve a non-loopback address without authentication, naming the fix", async () => {
+    const open = cairn(["serve", "--listen", "0.0.0.0:0"], {});
+    expect(await open.exited).toBe(1);
+    expect(open.output()).toContain("CAIRN_AUTH_FILE");
+    expect(open.output()).toContain("CAIRN_INSECURE=true");
   });
 
   it("rejects unknown flags and commands", async () => {

@@ -117,8 +117,8 @@ describe("TTL", () => {
     await reaperLock.query("SELECT pg_advisory_lock($1)", [0x43414952]);
     try {
       await reaperLock.query(
-        `INSERT INTO kv_entries (key, json_value, version, mod_revision, expire_time)
-         SELECT 'purge/' || g, '1', 1, 0, now() - interval '1 minute' FROM generate_series(1, 1500) g`,
+        `INSERT INTO kv_entries (namespace, key, json_value, version, mod_revision, expire_time)
+         SELECT 'default', 'purge/' || g, '1', 1, 0, now() - interval '1 minute' FROM generate_series(1, 1500) g`,
       );
       const expired = await reaperLock.query("SELECT count(*)::int AS n FROM kv_entries WHERE expire_time <= now()");
       const { deletedCount } = await kv().purgeExpired({});

@@ -19,6 +19,8 @@ interface Line {
   method?: string;
   code?: string;
   reason?: string;
+  principal?: string;
+  namespace?: string;
 }
 
 const lines: Line[] = [];
@@ -83,4 +85,14 @@ it("a database error is logged by its SQLSTATE and names, never its message, det
   const logged = JSON.stringify(safeCause(pgError));
   expect(logged).not.toContain("secret-customer-data");
   expect(JSON.parse(logged)).toMatchObject({ sqlstate: "23505", constraint: "kv_entries_pkey" });
+});
+
+it("the call line names principal and namespace, never the credentials", async () => {
+  const metadata = new grpc.Metadata();
+  metadata.set("authorization", "Bearer secret-token-xyz");
+  metadata.set("x-cairn-namespace", "team-log");
+  await client.keyValue.list({}, { metadata });
+  await waitFor("its line", () => callLines("cairn.v1.KeyValueService/List").length > 0);
+  expect(callLines("cairn.v1.KeyValueService/List")).toMatchObject([{ principal: "anonymous", namespace: "team-log" }]);
+  expect(JSON.stringify(lines)).not.toContain("secret-token-xyz");
 });

@@ -55,7 +55,31 @@ it("containment on sessions.state and ListJobs' unfiltered order are served by i
     const plan = async (sql: string, values: unknown[] = []) =>
       (await client.query(`EXPLAIN ${sql}`, values)).rows.map((r) => r["QUERY PLAN"]).join("\n");
     expect(await plan(`SELECT session_id FROM sessions WHERE state @> $1::jsonb`, ['{"step": 7}'])).toContain("sessions_state_idx");
-    expect(await plan(`SELECT job_id FROM jobs ORDER BY create_time, job_id LIMIT 10`)).toContain("jobs_create_time_idx");
+    expect(await plan(`SELECT job_id FROM jobs WHERE namespace = 'default' ORDER BY create_time, job_id LIMIT 10`)).toContain("jobs_create_time_idx");
+  } finally {
+    await client.end();
+  }
+});
+
+it("the namespace migration moves existing rows into 'default' and lets ids repeat across namespaces", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  const before = files.indexOf("1763800700000_namespaces.sql");
+  await migrate(db.url, log, before);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await client.query(`INSERT INTO sessions (session_id, agent_id, status) VALUES ('s1', 'a', 'ACTIVE')`);
+    await client.query(`INSERT INTO session_messages (session_id, sequence, role) VALUES ('s1', 1, 'user')`);
+    await client.query(`INSERT INTO kv_entries (key, json_value, version, mod_revision) VALUES ('k', '1', 1, 1)`);
+    await migrate(db.url, log);
+    const moved = await client.query(`SELECT namespace FROM sessions UNION ALL SELECT namespace FROM session_messages UNION ALL SELECT namespace FROM kv_entries`);
+    expect(moved.rows.map((r) => r.namespace)).toEqual(["default", "default", "default"]);
+    // The same ids in another namespace are other rows.
+    await client.query(`INSERT INTO sessions (namespace, session_id, agent_id, status) VALUES ('team-red', 's1', 'a', 'ACTIVE')`);
+    await client.query(`INSERT INTO kv_entries (namespace, key, json_value, version, mod_revision) VALUES ('team-red', 'k', '2', 1, 2)`);
+    // A write that names no namespace fails instead of landing in 'default'.
+    await expect(client.query(`INSERT INTO sessions (session_id, agent_id, status) VALUES ('s2', 'a', 'ACTIVE')`)).rejects.toThrow(/namespace/);
   } finally {
     await client.end();
   }

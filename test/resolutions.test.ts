@@ -141,7 +141,16 @@ describe("BatchCreateResolutions", () => {
 describe("ListResolutions", () => {
   const agent = uid("list-agent");
   const made: string[] = [];
+  // The reaper (every 200 ms) is held off for these tests: the expired
+  // resolution below must still be stored to be listed with include_expired.
+  let reaperHeld: import("pg").PoolClient;
+  afterAll(async () => {
+    await reaperHeld?.query("SELECT pg_advisory_unlock($1)", [REAPER_LOCK]);
+    reaperHeld?.release();
+  });
   beforeAll(async () => {
+    reaperHeld = await h.sql.connect();
+    await reaperHeld.query("SELECT pg_advisory_lock($1)", [REAPER_LOCK]);
     const specs = [
       { sessionId: "s-a", decision: Decision.DECISION_ALLOW },
       { sessionId: "s-a", decision: Decision.DECISION_DENY },
@@ -186,8 +195,8 @@ describe("DeleteResolution, purge and the reaper", () => {
     // The reaper (every 200 ms) is held off so that it cannot race this count.
     await withReaperPaused(async (reaperLock) => {
       await reaperLock.query(
-        `INSERT INTO resolutions (resolution_id, request_id, agent_id, session_id, decision, expire_time)
-         SELECT 'purge-' || g, 'r', 'a', 's', 'ALLOW', now() - interval '1 minute' FROM generate_series(1, 2500) g`,
+        `INSERT INTO resolutions (namespace, resolution_id, request_id, agent_id, session_id, decision, expire_time)
+         SELECT 'default', 'purge-' || g, 'r', 'a', 's', 'ALLOW', now() - interval '1 minute' FROM generate_series(1, 2500) g`,
       );
       // Other tests' short-lived resolutions may have expired too.
       const expired = await reaperLock.query("SELECT count(*)::int AS n FROM resolutions WHERE expire_time <= now()");

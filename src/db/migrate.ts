@@ -5,7 +5,8 @@ import pg from "pg";
 import type { Logger } from "../logger.js";
 import { MIGRATIONS_DIR } from "../paths.js";
 
-export async function migrate(databaseUrl: string, log: Logger): Promise<string[]> {
+/** Applies every pending migration (or only the first `count`, for tests of one migration's effect). */
+export async function migrate(databaseUrl: string, log: Logger, count = Infinity): Promise<string[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -14,7 +15,7 @@ export async function migrate(databaseUrl: string, log: Logger): Promise<string[
       dir: MIGRATIONS_DIR,
       direction: "up",
       migrationsTable: "pgmigrations",
-      count: Infinity,
+      count,
       advisoryLockMode: "wait",
       checkOrder: true,
       logger: {

@@ -9,14 +9,15 @@ import * as grpc from "@grpc/grpc-js";
 import type { Limits, StreamLimits } from "../config.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import type { AbortReason } from "../db/errors.js";
+import { callerOf } from "../auth/caller.js";
 import type { NotifyHub } from "../db/notify-hub.js";
-import { invalidArgument, messageTooLarge } from "../errors.js";
+import { internal, invalidArgument, messageTooLarge } from "../errors.js";
 import { requestDeserializer, UndecodableRequest } from "./decode.js";
 import { asCairnError, toServiceError } from "./status.js";
 import { attachOutbox, Outbox, type StreamCall, type StreamRegistry } from "./streams.js";
 
-/** What deleting sessions does to one service's rows, inside the deleting transaction. */
-export type SessionsDeletedStep = (tx: Queryable, sessionIds: string[]) => Promise<void>;
+/** What deleting sessions (of one namespace) does to one service's rows, inside the deleting transaction. */
+export type SessionsDeletedStep = (tx: Queryable, namespace: string, sessionIds: string[]) => Promise<void>;
 
 /** What every service's handler factory is given: `xxxHandlers(deps)`. */
 export interface ServiceDeps {
@@ -35,8 +36,10 @@ export interface CallContext extends CallScope {
   signal: AbortSignal;
   method: string;
   peer: string;
-  /** Who is calling; one anonymous principal until authentication lands. */
+  /** Who is calling (settled before the handler runs, see auth/caller.ts). */
   principal: string;
+  /** The namespace every store call of this call works in. */
+  namespace: string;
 }
 
 type AnyDefinition = Record<
@@ -57,7 +60,7 @@ export type ServiceHandlers<S extends AnyDefinition> = {
 };
 
 /** What every kind of server call has (grpc-js's common base, ServerSurfaceCall, is not exported). */
-type AnyCall = NodeJS.EventEmitter & { getDeadline(): grpc.Deadline; getPeer(): string };
+type AnyCall = NodeJS.EventEmitter & { getDeadline(): grpc.Deadline; getPeer(): string; metadata: grpc.Metadata };
 
 export interface HandlerDeps {
   streams: StreamRegistry;
@@ -66,8 +69,6 @@ export interface HandlerDeps {
   /** How deep a request's JSON documents may nest (the decoder must make room for it). */
   maxJsonDepth: number;
 }
-
-const ANONYMOUS = "anonymous";
 
 /** Aborts on client cancellation, when the call's deadline passes, or on `abort` (shutdown). */
 function callSignal(call: AnyCall): { signal: AbortSignal; dispose: () => void; abort: () => void } {
@@ -90,8 +91,11 @@ function callSignal(call: AnyCall): { signal: AbortSignal; dispose: () => void; 
   };
 }
 
-function contextOf(call: AnyCall, path: string, signal: AbortSignal): CallContext {
-  return { signal, method: path.slice(1), peer: call.getPeer(), principal: ANONYMOUS };
+/** The call's context, with the caller the interceptor settled (who, which namespace, allowed). */
+async function contextOf(call: AnyCall, path: string, signal: AbortSignal): Promise<CallContext> {
+  const caller = callerOf(call.metadata);
+  if (!caller) throw internal(`no caller settled for ${path}: is the call interceptor installed?`);
+  return { signal, method: path.slice(1), peer: call.getPeer(), ...caller };
 }
 
 /** The request, or INVALID_ARGUMENT for bytes that did not decode. */
@@ -120,9 +124,8 @@ function bindUnary(
 ): grpc.handleUnaryCall<any, any> {
   return (call, callback) => {
     const { signal, dispose } = callSignal(call);
-    const ctx = contextOf(call, path, signal);
-    Promise.resolve()
-      .then(() => fn(decoded(call.request), ctx))
+    contextOf(call, path, signal)
+      .then((ctx) => fn(decoded(call.request), ctx))
       .then((response) => {
         // Serialized here, once, so an oversized response is an error of ours
         // (with details, and logged as such), not a send that silently fails.
@@ -151,10 +154,9 @@ function bindStream(
 ): (call: StreamCall) => void {
   return (call) => {
     const { signal, dispose, abort } = callSignal(call);
-    const ctx = contextOf(call, path, signal);
     let unregister = () => {};
-    Promise.resolve()
-      .then(() => {
+    contextOf(call, path, signal)
+      .then((ctx) => {
         unregister = deps.streams.add(call, { principal: ctx.principal, kind: path.split("/")[2]!, stopWork: abort });
         attachOutbox(call, new Outbox(call, serialize, deps.streamLimits, deps.streams.memory, deps.maxMessageBytes));
         return run(call, ctx);

@@ -1,5 +1,7 @@
-// The server's one call interceptor: it sees the status every call actually
-// ends with — Cairn's handlers, health, reflection, and the statuses grpc-js
+// The server's one call interceptor: it settles who calls each of Cairn's
+// methods before any handler runs (auth/caller.ts: principal, namespace,
+// role; health and reflection need no credentials), and it sees the status
+// every call actually ends with — Cairn's handlers, health, reflection, and the statuses grpc-js
 // makes itself (a passed deadline, an oversized message, an unknown method)
 // — so it is where every error gets its ErrorInfo and where the per-call log
 // line is written: OK only when OK was sent, CANCELLED when the client went
@@ -8,9 +10,10 @@
 // failure (see safeCause).
 import * as grpc from "@grpc/grpc-js";
 import { performance } from "node:perf_hooks";
+import { type Caller, type CallerSettler, rememberCaller } from "../auth/caller.js";
 import { CairnError } from "../errors.js";
 import type { Logger } from "../logger.js";
-import { errorBehind, withErrorInfo } from "./status.js";
+import { asCairnError, errorBehind, toServiceError, withErrorInfo } from "./status.js";
 
 /** The parts of grpc-js's innermost call object this needs (its class is not exported). */
 interface BaseCall {
@@ -25,17 +28,19 @@ interface BaseCall {
  * object's sendStatus, bypassing interceptor responders, so this wraps the
  * method on that one object. It must therefore be the first interceptor.
  */
-export function callInterceptor(log: Logger): grpc.ServerInterceptor {
+export function callInterceptor(log: Logger, callers: CallerSettler): grpc.ServerInterceptor {
   return (method, call) => {
     const base = call as unknown as BaseCall;
     const startedAt = performance.now();
     const name = method.path.slice(1);
-    const level = name.startsWith("cairn.") ? "info" : "debug";
+    const cairnMethod = name.startsWith("cairn.");
+    const level = cairnMethod ? "info" : "debug";
+    let caller: Caller | undefined;
     let logged = false;
     const logOnce = (code: grpc.status, error?: CairnError) => {
       if (logged) return;
       logged = true;
-      logCall(log, level, { method: name, code, durationMs: performance.now() - startedAt, peer: base.getPeer(), error });
+      logCall(log, level, { method: name, code, durationMs: performance.now() - startedAt, peer: base.getPeer(), caller, error });
     };
     const send = base.sendStatus.bind(base);
     base.sendStatus = (status) => {
@@ -44,8 +49,21 @@ export function callInterceptor(log: Logger): grpc.ServerInterceptor {
       else logOnce(status.code, errorBehind(status.metadata));
       send(withErrorInfo(status));
     };
+    const settle = (metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void) => {
+      if (!cairnMethod) return next(metadata);
+      callers.settle(name, { metadata, peer: base.getPeer() }).then(
+        (settled) => {
+          caller = settled;
+          rememberCaller(metadata, settled);
+          next(metadata);
+        },
+        // Refused before the handler: straight to the innermost call (this
+        // layer holds statuses back while metadata is being processed).
+        (error) => base.sendStatus(toServiceError(asCairnError(error))),
+      );
+    };
     return new grpc.ServerInterceptingCall(call, {
-      start: (next) => next({ onCancel: () => logOnce(grpc.status.CANCELLED) }),
+      start: (next) => next({ onReceiveMetadata: settle, onCancel: () => logOnce(grpc.status.CANCELLED) }),
     });
   };
 }
@@ -55,6 +73,7 @@ interface CallOutcome {
   code: grpc.status;
   durationMs: number;
   peer: string;
+  caller: Caller | undefined;
   error: CairnError | undefined;
 }
 
@@ -64,6 +83,7 @@ function logCall(log: Logger, level: "info" | "debug", o: CallOutcome): void {
     code: grpc.status[o.code] ?? String(o.code),
     duration_ms: Math.round(o.durationMs * 1000) / 1000,
     peer: o.peer,
+    ...(o.caller ? { principal: o.caller.principal, namespace: o.caller.namespace } : {}),
     ...(o.error ? { reason: o.error.reason } : {}),
   };
   if (o.error && (o.error.kind === "internal" || o.error.kind === "unavailable")) {

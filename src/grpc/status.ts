@@ -22,6 +22,8 @@ const CODES: Record<ErrorKind, grpc.status> = {
   deadline_exceeded: grpc.status.DEADLINE_EXCEEDED,
   cancelled: grpc.status.CANCELLED,
   unimplemented: grpc.status.UNIMPLEMENTED,
+  unauthenticated: grpc.status.UNAUTHENTICATED,
+  permission_denied: grpc.status.PERMISSION_DENIED,
   internal: grpc.status.INTERNAL,
 };
 

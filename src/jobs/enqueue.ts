@@ -1,14 +1,16 @@
 // Enqueueing jobs: one multi-row INSERT per batch that also NOTIFYs each
 // queue it added to, dedupe keys settled by the partial unique index, and
 // AIP-155 request ids through db/idempotency.ts. EnqueueJob calls that
-// arrive together are coalesced into one such batch.
+// arrive together are coalesced into one such batch, whatever their
+// namespaces: each row carries its own namespace, and every lookup (taken
+// ids, dedupe holders, request ids) is by (namespace, …).
 import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { releaseClaim, rememberResponse, replayOrClaim } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { alreadyExists, CairnError, requestIdReused, transactionConflict } from "../errors.js";
-import { type EnqueueOutcome, existing, FIELDS, find, type JobEnqueue, type JobRecord, type NewJob } from "./store.js";
+import { type EnqueueOutcome, FIELDS, find, type JobEnqueue, type JobRecord, wakeKeySql } from "./store.js";
 
 /** Request ids of EnqueueJob and BatchEnqueueJobs share one scope: a batch item may replay a single call. */
 const ENQUEUE_SCOPE = "cairn.v1.JobService/EnqueueJob";
@@ -17,37 +19,45 @@ const DEDUPE_ROUNDS = 5;
 
 type Outcome = EnqueueOutcome | CairnError;
 
+/** An enqueue and the namespace it is in (a coalesced batch mixes namespaces). */
+interface Scoped extends JobEnqueue {
+  ns: string;
+}
+
+/** A job's slot in a batch: job ids are unique per namespace. */
+const jobSlot = (ns: string, jobId: string) => `${ns}\u0000${jobId}`;
+
 /**
  * EnqueueJob: calls arriving together share one multi-row INSERT and one
  * NOTIFY per queue; each keeps its own outcome (a taken job_id fails only
  * its own call).
  */
 export class JobEnqueuer {
-  private readonly batches: Coalescer<JobEnqueue, Outcome>;
+  private readonly batches: Coalescer<Scoped, Outcome>;
 
   constructor(db: Database) {
-    this.batches = new Coalescer<JobEnqueue, Outcome>(
+    this.batches = new Coalescer<Scoped, Outcome>(
       (enqueues, signal) =>
         // Without request ids each statement stands alone (the INSERT has
         // its NOTIFY inside), so no BEGIN/COMMIT round trips are needed.
         enqueues.some((e) => e.idempotency !== null)
           ? db.transaction({ signal }, (tx) => enqueueMany(tx, enqueues))
           : enqueueMany(db.on({ signal }), enqueues),
-      { keyOf: (e) => e.job.jobId, shareEqualKeys: false },
+      { keyOf: (e) => jobSlot(e.ns, e.job.jobId), shareEqualKeys: false },
     );
   }
 
-  async enqueue(scope: CallScope, e: JobEnqueue): Promise<EnqueueOutcome> {
-    const outcome = await this.batches.submit(e, scope.signal);
+  async enqueue(scope: CallScope, ns: string, e: JobEnqueue): Promise<EnqueueOutcome> {
+    const outcome = await this.batches.submit({ ...e, ns }, scope.signal);
     if (outcome instanceof CairnError) throw outcome;
     return outcome;
   }
 }
 
-/** BatchEnqueueJobs: every job or none. */
-export function enqueueAll(q: Queryable, enqueues: JobEnqueue[]): Promise<EnqueueOutcome[]> {
+/** BatchEnqueueJobs: every job or none, all in one namespace. */
+export function enqueueAll(q: Queryable, ns: string, enqueues: JobEnqueue[]): Promise<EnqueueOutcome[]> {
   return q.atomic(async (tx) =>
-    (await enqueueMany(tx, enqueues)).map((o) => {
+    (await enqueueMany(tx, enqueues.map((e) => ({ ...e, ns })))).map((o) => {
       if (o instanceof CairnError) throw o;
       return o;
     }),
@@ -57,27 +67,27 @@ export function enqueueAll(q: Queryable, enqueues: JobEnqueue[]): Promise<Enqueu
 /**
  * Enqueues jobs (in the caller's transaction when it is one); returns one
  * outcome per job, in order. While an unfinished job holds the same
- * (queue, dedupe_key), the partial unique index turns the insert into a
- * no-op and that job is returned instead (deduplicated); a taken job_id is
- * ALREADY_EXISTS for that job alone.
+ * (namespace, queue, dedupe_key), the partial unique index turns the insert
+ * into a no-op and that job is returned instead (deduplicated); a taken
+ * job_id (in the job's namespace) is ALREADY_EXISTS for that job alone.
  */
-async function enqueueMany(q: Queryable, enqueues: JobEnqueue[]): Promise<Outcome[]> {
+async function enqueueMany(q: Queryable, enqueues: Scoped[]): Promise<Outcome[]> {
   const leader = firstWithRequestId(enqueues);
   const outcomes = await replays(q, enqueues, leader);
   const claimed = enqueues.map((e, i) => e.idempotency !== null && leader[i] === i && outcomes[i] === undefined);
   for (let round = 0; round < DEDUPE_ROUNDS; round++) {
     const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => leader[i] === i && outcomes[i] === undefined);
     if (open.length === 0) break;
-    const inserted = await insertJobs(q, open.map(({ e }) => e.job));
-    const skipped = open.filter(({ e }) => !inserted.has(e.job.jobId)).map(({ e }) => e.job);
-    const taken = skipped.length ? await existing(q, skipped.map((j) => j.jobId)) : new Set<string>();
+    const inserted = await insertJobs(q, open.map(({ e }) => e));
+    const skipped = open.filter(({ e }) => !inserted.has(jobSlot(e.ns, e.job.jobId))).map(({ e }) => e);
+    const taken = await takenIds(q, skipped);
     const holders = await dedupeHolders(q, skipped);
     for (const { e, i } of open) {
-      const job = inserted.get(e.job.jobId);
-      const holder = e.job.dedupeKey === null ? undefined : holders.get(dedupeSlot(e.job.queue, e.job.dedupeKey));
+      const job = inserted.get(jobSlot(e.ns, e.job.jobId));
+      const holder = e.job.dedupeKey === null ? undefined : holders.get(dedupeSlot(e.ns, e.job.queue, e.job.dedupeKey));
       if (job) outcomes[i] = { job, deduplicated: false };
       else if (holder) outcomes[i] = { job: holder, deduplicated: true };
-      else if (taken.has(e.job.jobId)) outcomes[i] = alreadyExists("job", e.job.jobId);
+      else if (taken.has(jobSlot(e.ns, e.job.jobId))) outcomes[i] = alreadyExists("job", e.job.jobId);
     }
   }
   const settled = settle(enqueues, leader, outcomes);
@@ -86,7 +96,7 @@ async function enqueueMany(q: Queryable, enqueues: JobEnqueue[]): Promise<Outcom
 }
 
 /** Every outcome: a job still open gave up on its dedupe holder; a follower gets its first call's outcome. */
-function settle(enqueues: JobEnqueue[], leader: number[], outcomes: (Outcome | undefined)[]): Outcome[] {
+function settle(enqueues: Scoped[], leader: number[], outcomes: (Outcome | undefined)[]): Outcome[] {
   const settled: Outcome[] = [];
   for (const [i, e] of enqueues.entries()) {
     const first = leader[i]!;
@@ -101,15 +111,17 @@ function settle(enqueues: JobEnqueue[], leader: number[], outcomes: (Outcome | u
  * For each enqueue, the index of the first in the batch with its request id
  * (its own index when it is the first, or has none). A retry coalesced with
  * its first call follows that call instead of claiming the id again, which
- * would find the claim but not yet the job.
+ * would find the claim but not yet the job. Request ids are per namespace:
+ * the same id in two namespaces is two first calls.
  */
-function firstWithRequestId(enqueues: JobEnqueue[]): number[] {
+function firstWithRequestId(enqueues: Scoped[]): number[] {
   const firstOf = new Map<string, number>();
   return enqueues.map((e, i) => {
     if (e.idempotency === null) return i;
-    const first = firstOf.get(e.idempotency.requestId);
+    const key = `${e.ns}\u0000${e.idempotency.requestId}`;
+    const first = firstOf.get(key);
     if (first !== undefined) return first;
-    firstOf.set(e.idempotency.requestId, i);
+    firstOf.set(key, i);
     return i;
   });
 }
@@ -119,12 +131,12 @@ function firstWithRequestId(enqueues: JobEnqueue[]): number[] {
  * created, or the dedupe holder with deduplicated: true), so a replay
  * returns exactly that; a claim whose job failed alone is given up.
  */
-async function settleClaims(q: Queryable, enqueues: JobEnqueue[], claimed: boolean[], outcomes: Outcome[]): Promise<void> {
+async function settleClaims(q: Queryable, enqueues: Scoped[], claimed: boolean[], outcomes: Outcome[]): Promise<void> {
   for (const [i, e] of enqueues.entries()) {
     if (!claimed[i] || e.idempotency === null) continue;
     const o = outcomes[i]!;
-    if (o instanceof CairnError) await releaseClaim(q, ENQUEUE_SCOPE, e.idempotency);
-    else await rememberResponse(q, ENQUEUE_SCOPE, e.idempotency, o.job.jobId, o);
+    if (o instanceof CairnError) await releaseClaim(q, e.ns, ENQUEUE_SCOPE, e.idempotency);
+    else await rememberResponse(q, e.ns, ENQUEUE_SCOPE, e.idempotency, o.job.jobId, o);
   }
 }
 
@@ -133,18 +145,18 @@ async function settleClaims(q: Queryable, enqueues: JobEnqueue[], claimed: boole
  * that call's error, per item); undefined leaves the job to the INSERT, its
  * request id claimed.
  */
-async function replays(q: Queryable, enqueues: JobEnqueue[], leader: number[]): Promise<(Outcome | undefined)[]> {
+async function replays(q: Queryable, enqueues: Scoped[], leader: number[]): Promise<(Outcome | undefined)[]> {
   const outcomes: (Outcome | undefined)[] = enqueues.map(() => undefined);
   for (const [i, e] of enqueues.entries()) {
     if (e.idempotency === null || leader[i] !== i) continue;
     try {
-      outcomes[i] = await replayOrClaim<EnqueueOutcome>(q, {
+      outcomes[i] = await replayOrClaim<EnqueueOutcome>(q, e.ns, {
         scope: ENQUEUE_SCOPE,
         idempotency: e.idempotency,
         resource: "job",
         resourceId: e.job.jobId,
         read: async (jobId) => {
-          const job = await find(q, jobId);
+          const job = await find(q, e.ns, jobId);
           return job && { job, deduplicated: false };
         },
       });
@@ -157,8 +169,9 @@ async function replays(q: Queryable, enqueues: JobEnqueue[], leader: number[]): 
 }
 
 /** What the server decides for a new job; the rest of its record is what was sent. */
-type Inserted = Pick<JobRecord, "jobId" | "state" | "runTime" | "createTime">;
+type Inserted = Pick<JobRecord, "jobId" | "state" | "runTime" | "createTime"> & { ns: string };
 const INSERTED: Fields<Inserted> = {
+  ns: "namespace",
   jobId: FIELDS.jobId,
   state: FIELDS.state,
   runTime: FIELDS.runTime,
@@ -166,35 +179,36 @@ const INSERTED: Fields<Inserted> = {
 };
 
 /**
- * One INSERT for many jobs; conflicts (job_id, or an unfinished dedupe
- * holder) are skipped. Only what the server decided comes back, so
- * payloads are not parsed again.
+ * One INSERT for many jobs, each row in its own namespace; conflicts
+ * (namespace and job_id, or an unfinished dedupe holder) are skipped. Only
+ * what the server decided comes back, so payloads are not parsed again.
+ * Keyed by jobSlot; each (namespace, queue) added to is woken once.
  */
-async function insertJobs(q: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
+async function insertJobs(q: Queryable, enqueues: Scoped[]): Promise<Map<string, JobRecord>> {
   const result = await q.query<Inserted>(
     `WITH inserted AS (
-     INSERT INTO jobs (job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
+     INSERT INTO jobs (namespace, job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
                        backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
-     SELECT v.job_id, v.queue, v.payload,
+     SELECT v.namespace, v.job_id, v.queue, v.payload,
             CASE WHEN v.run_time > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
             v.priority, coalesce(v.run_time, now()), v.max_attempts, v.backoff_initial_ms, v.backoff_max_ms,
             v.backoff_multiplier, v.dedupe_key, v.session_id
-       FROM jsonb_to_recordset($1::jsonb) AS v (job_id text, queue text, payload jsonb, priority int,
+       FROM jsonb_to_recordset($1::jsonb) AS v (namespace text, job_id text, queue text, payload jsonb, priority int,
             run_time timestamptz, max_attempts int, backoff_initial_ms bigint, backoff_max_ms bigint,
             backoff_multiplier double precision, dedupe_key text, session_id text)
      ON CONFLICT DO NOTHING
-     RETURNING job_id, queue, state, run_time, create_time
+     RETURNING namespace, job_id, queue, state, run_time, create_time
      ), notified AS (
-       SELECT pg_notify('${CHANNELS.jobs}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
+       SELECT pg_notify('${CHANNELS.jobs}', ${wakeKeySql("namespace", "queue")}) FROM (SELECT DISTINCT namespace, queue FROM inserted) AS q
      )
      SELECT ${selectList(INSERTED)}, (SELECT count(*) FROM notified) AS queues FROM inserted`,
-    [JSON.stringify(jobs.map(toInsertRow))],
+    [JSON.stringify(enqueues.map(toInsertRow))],
   );
-  const sent = new Map(jobs.map((j) => [j.jobId, j]));
+  const sent = new Map(enqueues.map((e) => [jobSlot(e.ns, e.job.jobId), e.job]));
   return new Map(
-    result.rows.map((r) => {
+    result.rows.map(({ ns, ...r }) => {
       const job: JobRecord = {
-        ...sent.get(r.jobId)!,
+        ...sent.get(jobSlot(ns, r.jobId))!,
         state: r.state,
         runTime: r.runTime,
         attempt: 0,
@@ -206,14 +220,15 @@ async function insertJobs(q: Queryable, jobs: NewJob[]): Promise<Map<string, Job
         updateTime: r.createTime,
         finishTime: null,
       };
-      return [r.jobId, job];
+      return [jobSlot(ns, r.jobId), job];
     }),
   );
 }
 
-/** A job as insertJobs' jsonb_to_recordset reads it. */
-function toInsertRow(j: NewJob) {
+/** A job as insertJobs' jsonb_to_recordset reads it, with its namespace. */
+function toInsertRow({ ns, job: j }: Scoped) {
   return {
+    namespace: ns,
     job_id: j.jobId,
     queue: j.queue,
     payload: j.payload,
@@ -228,17 +243,28 @@ function toInsertRow(j: NewJob) {
   };
 }
 
-const dedupeSlot = (queue: string, dedupeKey: string) => `${queue}\u0000${dedupeKey}`;
-
-/** The unfinished jobs holding these jobs' (queue, dedupe_key), by dedupeSlot. */
-async function dedupeHolders(q: Queryable, jobs: NewJob[]): Promise<Map<string, JobRecord>> {
-  const keyed = jobs.filter((j) => j.dedupeKey !== null);
-  if (keyed.length === 0) return new Map();
-  const result = await q.query<JobRecord>(
-    `SELECT ${selectList(FIELDS)} FROM jobs
-      WHERE (queue, dedupe_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
-    [keyed.map((j) => j.queue), keyed.map((j) => j.dedupeKey)],
+/** Which of these (skipped) jobs' ids are taken in their namespace, by jobSlot. */
+async function takenIds(q: Queryable, enqueues: Scoped[]): Promise<Set<string>> {
+  if (enqueues.length === 0) return new Set();
+  const result = await q.query<{ ns: string; job_id: string }>(
+    `SELECT namespace AS ns, job_id FROM jobs
+      WHERE (namespace, job_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+    [enqueues.map((e) => e.ns), enqueues.map((e) => e.job.jobId)],
   );
-  return new Map(result.rows.map((r) => [dedupeSlot(r.queue, r.dedupeKey!), r]));
+  return new Set(result.rows.map((r) => jobSlot(r.ns, r.job_id)));
+}
+
+const dedupeSlot = (ns: string, queue: string, dedupeKey: string) => `${ns}\u0000${queue}\u0000${dedupeKey}`;
+
+/** The unfinished jobs holding these jobs' (namespace, queue, dedupe_key), by dedupeSlot. */
+async function dedupeHolders(q: Queryable, enqueues: Scoped[]): Promise<Map<string, JobRecord>> {
+  const keyed = enqueues.filter((e) => e.job.dedupeKey !== null);
+  if (keyed.length === 0) return new Map();
+  const result = await q.query<JobRecord & { ns: string }>(
+    `SELECT namespace AS ns, ${selectList(FIELDS)} FROM jobs
+      WHERE (namespace, queue, dedupe_key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
+        AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
+    [keyed.map((e) => e.ns), keyed.map((e) => e.job.queue), keyed.map((e) => e.job.dedupeKey)],
+  );
+  return new Map(result.rows.map(({ ns, ...r }) => [dedupeSlot(ns, r.queue, r.dedupeKey!), r]));
 }

@@ -1,18 +1,21 @@
 // Leasing that waits for work. A waiter wakes on a NOTIFY for its queue
-// (from any replica), on a lease of this replica finishing, or after a
-// polling backstop (a missed NOTIFY, a scheduled job coming due). LeaseJobs
-// waits up to its `wait`; StreamJobs holds at most max_in_flight leases,
-// refills as they finish, and gives them back when its client goes away.
+// (from any replica; the payload is `namespace:queue`, see wakeKey), on a
+// lease of this replica finishing, or after a polling backstop (a missed
+// NOTIFY, a scheduled job coming due). LeaseJobs waits up to its `wait`;
+// StreamJobs holds at most max_in_flight leases, refills as they finish,
+// and gives them back when its client goes away.
 // Nothing here holds a pool connection while waiting.
 import { EventEmitter } from "node:events";
 import type { Database } from "../db/database.js";
 import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
-import { heldLeases, type Lease, lease, release } from "./store.js";
+import { heldLeases, type Lease, lease, release, wakeKey } from "./store.js";
 
 /** Re-check for work this often even without a notification (missed NOTIFY, due scheduled jobs). */
 const BACKSTOP_MS = 1_000;
 
 export interface LeaseRequest {
+  /** The caller's namespace: only its queue is leased. */
+  namespace: string;
   queue: string;
   workerId: string;
   leaseMs: number;
@@ -25,36 +28,44 @@ export interface LeasingDeps {
   finished: FinishedLeases;
 }
 
-/** Local news of finished leases (completed, failed, cancelled), so a StreamJobs on this replica refills at once. */
+/**
+ * Local news of finished leases (completed, failed, cancelled), so a
+ * StreamJobs on this replica refills at once. Keyed by namespace and job
+ * id: the same job id in another namespace is another job.
+ */
 export class FinishedLeases {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
 
-  announce(jobIds: string[]): void {
-    for (const id of jobIds) this.emitter.emit(id);
+  announce(namespace: string, jobIds: string[]): void {
+    for (const id of jobIds) this.emitter.emit(finishedKey(namespace, id));
   }
 
-  watch(jobId: string, onFinished: () => void): void {
-    this.emitter.once(jobId, onFinished);
+  watch(namespace: string, jobId: string, onFinished: () => void): void {
+    this.emitter.once(finishedKey(namespace, jobId), onFinished);
   }
 
-  unwatch(jobId: string, onFinished: () => void): void {
-    this.emitter.removeListener(jobId, onFinished);
+  unwatch(namespace: string, jobId: string, onFinished: () => void): void {
+    this.emitter.removeListener(finishedKey(namespace, jobId), onFinished);
   }
 }
 
+const finishedKey = (namespace: string, jobId: string) => `${namespace}\u0000${jobId}`;
+
 /**
- * Resolves `wait` on a notification for `queue`, a poke, a timeout or an
- * abort of any of `signals`. It listens from creation on, so a notification
- * that arrives while the caller is reading is not lost: the next wait
- * returns at once. Every way a wait ends removes its abort listeners, so a
+ * Resolves `wait` on a notification for `queue` of `namespace` (its
+ * wakeKey; the same queue name in another namespace does not wake it), a
+ * poke, a timeout or an abort of any of `signals`. It listens from creation
+ * on, so a notification that arrives while the caller is reading is not
+ * lost: the next wait returns at once. Every way a wait ends removes its abort listeners, so a
  * long wait of many rounds leaves none behind.
  */
-export function waiter(hub: Pick<NotifyHub, "listen">, queue: string, signals: AbortSignal[]) {
+export function waiter(hub: Pick<NotifyHub, "listen">, namespace: string, queue: string, signals: AbortSignal[]) {
+  const key = wakeKey(namespace, queue);
   let notified = false;
   let wake: () => void = () => {};
   const remove = hub.listen(CHANNELS.jobs, (payload) => {
     // No payload: the hub reconnected, and anything may have happened.
-    if (payload === undefined || payload === queue) {
+    if (payload === undefined || payload === key) {
       notified = true;
       wake();
     }
@@ -102,10 +113,10 @@ export async function leaseWithWait(
   const until = Date.now() + waitMs;
   const q = deps.db.on(ctx);
   const { stopping } = deps;
-  const w = waiter(deps.hub, r.queue, [ctx.signal, stopping]);
+  const w = waiter(deps.hub, r.namespace, r.queue, [ctx.signal, stopping]);
   try {
     for (;;) {
-      const leases = await lease(q, r.queue, r.workerId, max, r.leaseMs);
+      const leases = await lease(q, r.namespace, r.queue, r.workerId, max, r.leaseMs);
       if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted || stopping.aborted) return leases;
       await w.wait(Math.min(until - Date.now(), BACKSTOP_MS));
       if (stopping.aborted) return [];
@@ -130,28 +141,28 @@ export async function streamLeases(
   const { db, hub, finished } = deps;
   const q = db.on(ctx);
   const held = new Map<string, string>();
-  const w = waiter(hub, r.queue, [ctx.signal]);
+  const w = waiter(hub, r.namespace, r.queue, [ctx.signal]);
   const onFinished = () => w.poke();
   const heldList = () => [...held].map(([jobId, token]) => ({ jobId, token }));
   try {
     while (!ctx.signal.aborted) {
       if (held.size > 0) {
         // Finished elsewhere (another replica, an expiry): make room.
-        const still = await heldLeases(q, heldList());
+        const still = await heldLeases(q, r.namespace, heldList());
         for (const jobId of [...held.keys()]) {
           if (!still.has(jobId)) {
             held.delete(jobId);
-            finished.unwatch(jobId, onFinished);
+            finished.unwatch(r.namespace, jobId, onFinished);
           }
         }
       }
       const room = maxInFlight - held.size;
-      const leases = room > 0 ? await lease(q, r.queue, r.workerId, room, r.leaseMs) : [];
+      const leases = room > 0 ? await lease(q, r.namespace, r.queue, r.workerId, room, r.leaseMs) : [];
       // Held before any is written: if the client leaves mid-batch, the
       // whole batch is given back, not only the leases it received.
       for (const l of leases) {
         held.set(l.job.jobId, l.leaseToken);
-        finished.watch(l.job.jobId, onFinished);
+        finished.watch(r.namespace, l.job.jobId, onFinished);
       }
       for (const l of leases) await send(l);
       if (room > 0 && leases.length === room) continue;
@@ -159,9 +170,9 @@ export async function streamLeases(
     }
   } finally {
     w.dispose();
-    for (const jobId of held.keys()) finished.unwatch(jobId, onFinished);
+    for (const jobId of held.keys()) finished.unwatch(r.namespace, jobId, onFinished);
     // The call is over (client gone, or an error): its unfinished leases go
     // back to the queue, on a scope of their own since the call's may have fired.
-    await release(db.on({}), heldList()).catch(() => {});
+    await release(db.on({}), r.namespace, heldList()).catch(() => {});
   }
 }

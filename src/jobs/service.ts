@@ -2,7 +2,8 @@
 // Enqueueing is in enqueue.ts, waiting for work (LeaseJobs' wait, the
 // StreamJobs loop) in leasing.ts, the SQL in store.ts. The factory is the
 // union of four small groups (enqueue, lease, finish, manage) so that no
-// function grows past a screen.
+// function grows past a screen. Every store call names ctx.namespace: jobs,
+// queues, pauses, dedupe keys and request ids are all per namespace.
 import { type Duration, type EnqueueJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
@@ -145,7 +146,7 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
       const v = new Violations();
       const e = toEnqueue(v, request, "", limits);
       v.throwIfAny();
-      const out = await enqueuer.enqueue(ctx, e);
+      const out = await enqueuer.enqueue(ctx, ctx.namespace, e);
       return { job: toWire(out.job), deduplicated: out.deduplicated };
     },
 
@@ -157,7 +158,7 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
       checkUnique(v, "requests", request.requests.map((r) => r.job?.jobId ?? ""), ".job.job_id");
       const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
-      return { jobs: (await enqueueAll(db.on(ctx), enqueues)).map((o) => mask.apply(toWire(o.job))) };
+      return { jobs: (await enqueueAll(db.on(ctx), ctx.namespace, enqueues)).map((o) => mask.apply(toWire(o.job))) };
     },
   };
 }
@@ -173,7 +174,7 @@ function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLea
       const waitMs = durationMs(v, "wait", request.wait, 0, true);
       if (waitMs > MAX_WAIT_MS) v.add("wait", "must be at most 60 s");
       v.throwIfAny();
-      const r = { queue: request.queue, workerId: request.workerId, leaseMs };
+      const r = { namespace: ctx.namespace, queue: request.queue, workerId: request.workerId, leaseMs };
       const leases = await leaseWithWait({ db, hub, stopping }, ctx, r, request.maxJobs, waitMs);
       return { leases: leases.map(toWireLease) };
     },
@@ -185,7 +186,7 @@ function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLea
       if (request.maxInFlight < 1 || request.maxInFlight > 1000) v.add("max_in_flight", "must be 1..1000");
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
       v.throwIfAny();
-      const r = { queue: request.queue, workerId: request.workerId, leaseMs };
+      const r = { namespace: ctx.namespace, queue: request.queue, workerId: request.workerId, leaseMs };
       await streamLeases({ db, hub, finished }, ctx, r, request.maxInFlight, (l) => writeMessage(call, toWireLease(l), ctx.signal));
     },
 
@@ -194,7 +195,7 @@ function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLea
       checkLease(v, "", request.jobId, request.leaseToken);
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
       v.throwIfAny();
-      return toWire(await store.extend(db.on(ctx), request.jobId, request.leaseToken, leaseMs));
+      return toWire(await store.extend(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, leaseMs));
     },
   };
 }
@@ -207,8 +208,8 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
       checkLease(v, "", request.jobId, request.leaseToken);
       checkDocument(v, "result", request.result, limits);
       v.throwIfAny();
-      const job = await store.complete(db.on(ctx), request.jobId, request.leaseToken, request.result ?? null);
-      finished.announce([job.jobId]);
+      const job = await store.complete(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, request.result ?? null);
+      finished.announce(ctx.namespace, [job.jobId]);
       return toWire(job);
     },
 
@@ -222,8 +223,8 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
       checkUnique(v, "requests", request.requests.map((r) => r.jobId), ".job_id");
       v.throwIfAny();
       const items = request.requests.map((r) => ({ jobId: r.jobId, token: r.leaseToken, result: r.result ?? null }));
-      const results = await store.completeMany(db.on(ctx), items);
-      finished.announce(results.filter((r) => r.ok).map((r) => r.jobId));
+      const results = await store.completeMany(db.on(ctx), ctx.namespace, items);
+      finished.announce(ctx.namespace, results.filter((r) => r.ok).map((r) => r.jobId));
       return { results };
     },
 
@@ -235,8 +236,8 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
       const retryAfterMs = request.retryAfter ? durationMs(v, "retry_after", request.retryAfter, 0, true) : null;
       v.throwIfAny();
       const error = { message: request.error?.message ?? "", details: request.error?.details ?? null };
-      const job = await store.fail(db.on(ctx), request.jobId, request.leaseToken, error, request.retry ?? true, retryAfterMs);
-      finished.announce([job.jobId]);
+      const job = await store.fail(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, error, request.retry ?? true, retryAfterMs);
+      finished.announce(ctx.namespace, [job.jobId]);
       return toWire(job);
     },
   };
@@ -248,14 +249,14 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
   return {
     async cancelJob(request, ctx) {
       checkJobId(request.jobId);
-      const job = await store.cancel(db.on(ctx), request.jobId);
-      finished.announce([job.jobId]);
+      const job = await store.cancel(db.on(ctx), ctx.namespace, request.jobId);
+      finished.announce(ctx.namespace, [job.jobId]);
       return toWire(job);
     },
 
     async retryJob(request, ctx) {
       checkJobId(request.jobId);
-      return toWire(await store.retry(db.on(ctx), request.jobId));
+      return toWire(await store.retry(db.on(ctx), ctx.namespace, request.jobId));
     },
 
     async getJob(request, ctx) {
@@ -263,7 +264,7 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
       checkId(v, "job_id", request.jobId, true);
       const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
-      return mask.apply(toWire(await store.get(db.on(ctx), request.jobId)));
+      return mask.apply(toWire(await store.get(db.on(ctx), ctx.namespace, request.jobId)));
     },
 
     async listJobs(request, ctx) {
@@ -278,7 +279,7 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
       const key = decodePageToken(request.pageToken, bound, ["time", "id"]);
       const after = key ? { time: key[0], jobId: key[1] } : undefined;
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await store.list(db.on(ctx), request.queue || null, bound.states, pageLimits, after, mask.omitted(JOB_DOCUMENTS));
+      const page = await store.list(db.on(ctx), ctx.namespace, request.queue || null, bound.states, pageLimits, after, mask.omitted(JOB_DOCUMENTS));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (j) => [j.createTime, j.jobId],
@@ -291,7 +292,7 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
 
     async getQueueStats(request, ctx) {
       checkQueue(request.queue);
-      const stats = await store.stats(db.on(ctx), request.queue);
+      const stats = await store.stats(db.on(ctx), ctx.namespace, request.queue);
       return {
         counts: Object.fromEntries(Object.entries(stats.counts).map(([state, n]) => [JOB_STATES.fullName(state as JobStateName), n])),
         oldestAvailableTime: timestampFromIso(stats.oldestAvailable),
@@ -301,13 +302,13 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
 
     async pauseQueue(request, ctx) {
       checkQueue(request.queue);
-      await store.setPaused(db.on(ctx), request.queue, true);
+      await store.setPaused(db.on(ctx), ctx.namespace, request.queue, true);
       return {};
     },
 
     async resumeQueue(request, ctx) {
       checkQueue(request.queue);
-      await store.setPaused(db.on(ctx), request.queue, false);
+      await store.setPaused(db.on(ctx), ctx.namespace, request.queue, false);
       return {};
     },
   };

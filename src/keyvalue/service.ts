@@ -101,14 +101,14 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       checkKey(v, "key", request.key, limits);
       const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      return mask.apply(toWire(await reads.get(ctx, request.key)));
+      return mask.apply(toWire(await reads.get(ctx, ctx.namespace, request.key)));
     },
 
     async put(request, ctx) {
       const v = new Violations();
       const item = toPutItem(v, request, "", limits);
       v.throwIfAny();
-      return toWire(await writes.put(ctx, item));
+      return toWire(await writes.put(ctx, ctx.namespace, item));
     },
 
     async delete(request, ctx) {
@@ -116,7 +116,7 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       checkKey(v, "key", request.key, limits);
       checkExpectedVersion(v, "expected_version", request.expectedVersion);
       v.throwIfAny();
-      return { deleted: await store.deleteEntry(db.on(ctx), request.key, request.expectedVersion) };
+      return { deleted: await store.deleteEntry(db.on(ctx), ctx.namespace, request.key, request.expectedVersion) };
     },
 
     async list(request, ctx) {
@@ -128,7 +128,7 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       const bound = { prefix: request.prefix, keysOnly: request.keysOnly };
       const [afterKey] = decodePageToken(request.pageToken, bound, ["id"]) ?? [null];
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await store.list(db.on(ctx), request.prefix, afterKey, pageLimits, request.keysOnly || valueMasked(mask));
+      const page = await store.list(db.on(ctx), ctx.namespace, request.prefix, afterKey, pageLimits, request.keysOnly || valueMasked(mask));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (e) => [e.key],
@@ -144,7 +144,7 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       checkKeys(v, request.keys, limits);
       const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      const found = await store.readEntries(db.on(ctx), [...new Set(request.keys)], valueMasked(mask));
+      const found = await store.readEntries(db.on(ctx), ctx.namespace, [...new Set(request.keys)], valueMasked(mask));
       const keys = request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i);
       return { entries: keys.map((k) => mask.apply(toWire(found.get(k)!))) };
     },
@@ -160,14 +160,14 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
         ".entry.key",
       );
       v.throwIfAny();
-      return { entries: (await putAll(db.on(ctx), items)).map(toWire) };
+      return { entries: (await putAll(db.on(ctx), ctx.namespace, items)).map(toWire) };
     },
 
     async batchDelete(request, ctx) {
       const v = new Violations();
       checkKeys(v, request.keys, limits);
       v.throwIfAny();
-      return { deletedCount: await store.deleteEntries(db.on(ctx), [...new Set(request.keys)]) };
+      return { deletedCount: await store.deleteEntries(db.on(ctx), ctx.namespace, [...new Set(request.keys)]) };
     },
 
     async increment(request, ctx) {
@@ -176,11 +176,12 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       if (!Number.isSafeInteger(request.delta)) v.add("delta", "must be an integer within ±2^53");
       const ttl = ttlMicros(v, "ttl", request.ttl);
       v.throwIfAny();
-      return toWire(await writes.increment(ctx, request.key, request.delta, ttl));
+      return toWire(await writes.increment(ctx, ctx.namespace, request.key, request.delta, ttl));
     },
 
     async purgeExpired(_request, ctx) {
-      return { deletedCount: await store.purgeExpired(db.on(ctx)) };
+      // The caller's namespace only (the reaper purges every namespace).
+      return { deletedCount: await store.purgeExpired(db.on(ctx), ctx.namespace) };
     },
 
     async watch(request, call, ctx) {
@@ -195,7 +196,8 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       await tail({
         from: request.startRevision === 0 ? "now" : request.startRevision,
         readHead: async () => (await store.revisions(q)).last,
-        readPage: (cursor, maxBytes) => store.readChanges(q, cursor, request.prefix, maxBytes),
+        // Revisions are one order across namespaces: the other namespaces' are gaps, scanned past.
+        readPage: (cursor, maxBytes) => store.readChanges(q, ctx.namespace, cursor, request.prefix, maxBytes),
         room: () => streamRoom(call, ctx.signal),
         deliver: (change) =>
           send({

@@ -5,6 +5,11 @@
 // the log by revision. An expired entry is invisible at once; the reaper
 // removes it later and logs the EXPIRE. Puts and increments are planned in
 // writes.ts.
+//
+// An entry is (namespace, key): every function takes the namespace right
+// after the queryable and every statement names it, and each change-log row
+// carries its entry's namespace, so Watch follows one namespace. Revisions
+// stay one global order: a namespace sees gaps in them.
 import { inBatches } from "../db/batches.js";
 import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
@@ -82,8 +87,8 @@ export function decodeEntry(row: SelectedEntry): EntryRecord {
   return { ...row, value: v === null ? undefined : v.kind === "bytes" ? { kind: "bytes", bytes: Buffer.from(v.bytes, "base64") } : v };
 }
 
-/** The columns a change-log row copies from its entry. */
-export const LOGGED_COLUMNS = `key, bytes_value, json_value, version, session_id, create_time, update_time, expire_time`;
+/** The columns a change-log row copies from its entry (its namespace included: Watch filters on it). */
+export const LOGGED_COLUMNS = `namespace, key, bytes_value, json_value, version, session_id, create_time, update_time, expire_time`;
 
 /** Visible entries: not expired as of this statement. */
 export const LIVE = `(expire_time IS NULL OR expire_time > now())`;
@@ -106,7 +111,7 @@ function logRemovalsSql(deleteSql: string, changeType: "DELETE" | "EXPIRE"): str
         WHERE (SELECT n FROM counted) > 0
         RETURNING last_revision - (SELECT n FROM counted) AS base
      ),
-     numbered AS (SELECT removed.*, row_number() OVER (ORDER BY key) AS rn FROM removed),
+     numbered AS (SELECT removed.*, row_number() OVER (ORDER BY namespace, key) AS rn FROM removed),
      logged AS (
        INSERT INTO kv_changes (revision, change_type, ${LOGGED_COLUMNS})
        SELECT rev.base + rn, ${CHANGE_CODE[changeType]}, ${LOGGED_COLUMNS}
@@ -117,100 +122,141 @@ function logRemovalsSql(deleteSql: string, changeType: "DELETE" | "EXPIRE"): str
             (SELECT pg_notify('${CHANNELS.keyValueChanges}', max(revision)::text) FROM logged) AS notified`;
 }
 
-/** Live entries for these keys, in one statement; without their values when `keysOnly`. */
-export async function readEntries(q: Queryable, keys: string[], keysOnly = false): Promise<Map<string, EntryRecord>> {
+/** Live entries of `ns` for these keys, in one statement; without their values when `keysOnly`. */
+export async function readEntries(q: Queryable, ns: string, keys: string[], keysOnly = false): Promise<Map<string, EntryRecord>> {
   const result = await q.prepared<SelectedEntry>(
     keysOnly ? "kv_read_keys" : "kv_read",
-    `SELECT ${selectList(keysOnly ? KEY_FIELDS : FIELDS)} FROM kv_entries WHERE key = ANY ($1::text[]) AND ${LIVE}`,
-    [keys],
+    `SELECT ${selectList(keysOnly ? KEY_FIELDS : FIELDS)} FROM kv_entries WHERE namespace = $1 AND key = ANY ($2::text[]) AND ${LIVE}`,
+    [ns, keys],
   );
   return new Map(result.rows.map((r) => [r.key, decodeEntry(r)]));
 }
 
+/** An entry's address: a key in a namespace. */
+export interface EntryRef {
+  ns: string;
+  key: string;
+}
+
+/** A namespace never contains NUL (nor does a key), so this names one (namespace, key). */
+export const refKey = (ns: string, key: string) => `${ns}\u0000${key}`;
+
 /**
- * Coalesced single-key reads (Get): reads arriving together share one
- * statement and one pool checkout.
+ * Live entries at (namespace, key) pairs of any namespaces, in one
+ * statement: the coalesced Gets of a moment come from several namespaces.
+ * Keyed by refKey.
+ */
+async function readRefs(q: Queryable, refs: EntryRef[]): Promise<Map<string, EntryRecord>> {
+  const result = await q.prepared<SelectedEntry & { ns: string }>(
+    "kv_read_refs",
+    `SELECT namespace AS ns, ${selectList(FIELDS)} FROM kv_entries
+      WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${LIVE}`,
+    [refs.map((r) => r.ns), refs.map((r) => r.key)],
+  );
+  return new Map(result.rows.map(({ ns, ...r }) => [refKey(ns, r.key), decodeEntry(r)]));
+}
+
+/**
+ * Coalesced single-key reads (Get): reads arriving together, of any
+ * namespaces, share one statement and one pool checkout.
  */
 export class EntryReads {
-  private readonly reads = new Coalescer<string, EntryRecord | undefined>(
-    async (keys, signal) => {
-      const byKey = await readEntries(this.db.on({ signal }), keys);
-      return keys.map((k) => byKey.get(k));
+  private readonly reads = new Coalescer<EntryRef, EntryRecord | undefined>(
+    async (refs, signal) => {
+      const found = await readRefs(this.db.on({ signal }), refs);
+      return refs.map((r) => found.get(refKey(r.ns, r.key)));
     },
-    { keyOf: (k) => k, shareEqualKeys: true },
+    { keyOf: (r) => refKey(r.ns, r.key), shareEqualKeys: true },
   );
 
   constructor(private readonly db: Database) {}
 
-  /** The live entry at `key`; NOT_FOUND when there is none. */
-  async get(scope: CallScope, key: string): Promise<EntryRecord> {
-    const entry = await this.reads.submit(key, scope.signal);
+  /** The live entry at `key` in `ns`; NOT_FOUND when there is none. */
+  async get(scope: CallScope, ns: string, key: string): Promise<EntryRecord> {
+    const entry = await this.reads.submit({ ns, key }, scope.signal);
     if (!entry) throw notFound("entry", key);
     return entry;
   }
 }
 
-async function currentVersion(q: Queryable, key: string): Promise<number | undefined> {
-  const result = await q.query<{ version: number }>(`SELECT version FROM kv_entries WHERE key = $1 AND ${LIVE}`, [key]);
+async function currentVersion(q: Queryable, ns: string, key: string): Promise<number | undefined> {
+  const result = await q.query<{ version: number }>(`SELECT version FROM kv_entries WHERE namespace = $1 AND key = $2 AND ${LIVE}`, [ns, key]);
   return result.rows[0]?.version;
 }
 
-/** Deletes a live key (if at expectedVersion); false when there was none. */
-export function deleteEntry(q: Queryable, key: string, expectedVersion: number | undefined): Promise<boolean> {
+/** Deletes a live key of `ns` (if at expectedVersion); false when there was none. */
+export function deleteEntry(q: Queryable, ns: string, key: string, expectedVersion: number | undefined): Promise<boolean> {
   return q.atomic(async (tx) => {
     const result = await tx.query<{ n: number }>(
-      logRemovalsSql(`DELETE FROM kv_entries WHERE key = $1 AND ${LIVE} AND ($2::bigint IS NULL OR version = $2)`, "DELETE"),
-      [key, expectedVersion ?? null],
+      logRemovalsSql(
+        `DELETE FROM kv_entries WHERE namespace = $1 AND key = $2 AND ${LIVE} AND ($3::bigint IS NULL OR version = $3)`,
+        "DELETE",
+      ),
+      [ns, key, expectedVersion ?? null],
     );
     if (result.rows[0]!.n > 0) return true;
     if (expectedVersion !== undefined) {
-      const current = await currentVersion(tx, key);
+      const current = await currentVersion(tx, ns, key);
       if (current !== undefined) throw versionConflict("entry", key, current);
     }
     return false;
   });
 }
 
-/** Deletes the live entries among `keys` (BatchDelete); how many there were. */
-export async function deleteEntries(q: Queryable, keys: string[]): Promise<number> {
-  const result = await q.query<{ n: number }>(logRemovalsSql(`DELETE FROM kv_entries WHERE key = ANY ($1::text[]) AND ${LIVE}`, "DELETE"), [
-    keys,
-  ]);
-  return result.rows[0]!.n;
-}
-
-/** One page of live keys in order after `afterKey`; values omitted when keysOnly. */
-export async function list(q: Queryable, prefix: string, afterKey: string | null, limits: PageLimits, keysOnly: boolean): Promise<Page<EntryRecord>> {
-  const sql = pagedSql({
-    fields: keysOnly ? KEY_FIELDS : FIELDS,
-    size: rowSize(keysOnly ? KEY_SIZES : SIZES),
-    from: `FROM kv_entries WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) AND ${LIVE}`,
-    order: [["key", "ASC"]],
-    limit: "$3",
-    budget: "$4",
-  });
-  const result = await q.query<Paged<SelectedEntry>>(sql, [prefixPattern(prefix), afterKey, limits.rows, limits.bytes]);
-  const page = toPage(result.rows);
-  return { ...page, items: page.items.map(decodeEntry) };
-}
-
-/** One batch of expired entries removed, each logged as an EXPIRE. */
-async function purgeExpiredBatch(q: Queryable, limit: number): Promise<number> {
+/** Deletes the live entries of `ns` among `keys` (BatchDelete); how many there were. */
+export async function deleteEntries(q: Queryable, ns: string, keys: string[]): Promise<number> {
   const result = await q.query<{ n: number }>(
-    logRemovalsSql(
-      `DELETE FROM kv_entries WHERE key IN (
-         SELECT key FROM kv_entries WHERE expire_time <= now() ORDER BY key LIMIT $1 FOR UPDATE SKIP LOCKED)
-         AND expire_time <= now()`,
-      "EXPIRE",
-    ),
-    [limit],
+    logRemovalsSql(`DELETE FROM kv_entries WHERE namespace = $1 AND key = ANY ($2::text[]) AND ${LIVE}`, "DELETE"),
+    [ns, keys],
   );
   return result.rows[0]!.n;
 }
 
-/** Removes expired entries in batches, logging an EXPIRE for each; returns how many. */
-export function purgeExpired(q: Queryable): Promise<number> {
-  return inBatches((limit) => purgeExpiredBatch(q, limit));
+/** One page of live keys of `ns` in order after `afterKey`; values omitted when keysOnly. */
+export async function list(
+  q: Queryable,
+  ns: string,
+  prefix: string,
+  afterKey: string | null,
+  limits: PageLimits,
+  keysOnly: boolean,
+): Promise<Page<EntryRecord>> {
+  const sql = pagedSql({
+    fields: keysOnly ? KEY_FIELDS : FIELDS,
+    size: rowSize(keysOnly ? KEY_SIZES : SIZES),
+    from: `FROM kv_entries WHERE namespace = $1 AND key LIKE $2 ESCAPE '\\' AND ($3::text IS NULL OR key > $3) AND ${LIVE}`,
+    order: [["key", "ASC"]],
+    limit: "$4",
+    budget: "$5",
+  });
+  const result = await q.query<Paged<SelectedEntry>>(sql, [ns, prefixPattern(prefix), afterKey, limits.rows, limits.bytes]);
+  const page = toPage(result.rows);
+  return { ...page, items: page.items.map(decodeEntry) };
+}
+
+/** One batch of expired entries (of `ns`, or of every namespace when null) removed, each logged as an EXPIRE. */
+async function purgeExpiredBatch(q: Queryable, ns: string | null, limit: number): Promise<number> {
+  const result = await q.query<{ n: number }>(
+    logRemovalsSql(
+      `DELETE FROM kv_entries WHERE (namespace, key) IN (
+         SELECT namespace, key FROM kv_entries
+          WHERE ($1::text IS NULL OR namespace = $1) AND expire_time <= now()
+          ORDER BY namespace, key LIMIT $2 FOR UPDATE SKIP LOCKED)
+         AND expire_time <= now()`,
+      "EXPIRE",
+    ),
+    [ns, limit],
+  );
+  return result.rows[0]!.n;
+}
+
+/**
+ * Removes expired entries in batches, logging an EXPIRE for each (in the
+ * entry's own namespace); returns how many. `ns`: the PurgeExpired call's
+ * namespace; null for the reaper, which purges every namespace.
+ */
+export function purgeExpired(q: Queryable, ns: string | null): Promise<number> {
+  return inBatches((limit) => purgeExpiredBatch(q, ns, limit));
 }
 
 /** One batch of changes older than the retention dropped; moves the compact revision past them. */
@@ -255,8 +301,8 @@ type ChangeRow = SelectedEntry & { revision: number; type: ChangeType };
 const CHANGE_ROW_FIELDS: Fields<ChangeRow> = { ...CHANGE_FIELDS, revision: "revision", type: CHANGE_TYPE };
 
 /**
- * Watch's read: changes under a prefix in a window of revisions, at most
- * $4 bytes of them. The outer row always exists (LEFT JOIN ... ON true), so
+ * Watch's read: changes of namespace $5 under a prefix in a window of
+ * revisions, at most $4 bytes of them. The outer row always exists (LEFT JOIN ... ON true), so
  * the head and compact revisions arrive even when the window holds no change.
  */
 const CHANGES_SQL = `SELECT r.last_revision AS head, r.compact_revision AS compact, c.*
@@ -265,24 +311,33 @@ const CHANGES_SQL = `SELECT r.last_revision AS head, r.compact_revision AS compa
     fields: CHANGE_ROW_FIELDS,
     size: rowSize(SIZES),
     from: `FROM kv_changes
-      WHERE revision >= $1 AND revision <= least(r.last_revision, $1 + $2 - 1) AND key LIKE $3 ESCAPE '\\'`,
+      WHERE revision >= $1 AND revision <= least(r.last_revision, $1 + $2 - 1)
+        AND namespace = $5 AND key LIKE $3 ESCAPE '\\'`,
     order: [["revision", "ASC"]],
     limit: "$2",
     budget: "$4",
   })}) c ON true`;
 
 /**
- * Changes under `prefix` from `cursor`, scanning at most SCAN_WINDOW
- * revisions and never past the committed head, in one snapshot, and no
- * more than about `maxBytes` of them (at least one); fails with
- * REVISION_COMPACTED when the cursor fell behind the retained log.
+ * Changes of `ns` under `prefix` from `cursor`, scanning at most
+ * SCAN_WINDOW revisions and never past the committed head, in one snapshot,
+ * and no more than about `maxBytes` of them (at least one); fails with
+ * REVISION_COMPACTED when the cursor fell behind the retained log. Other
+ * namespaces' revisions are scanned past like keys outside the prefix.
  */
-export async function readChanges(q: Queryable, cursor: number, prefix: string, maxBytes = TAIL_PAGE_BYTES): Promise<TailPage<ChangeRecord>> {
+export async function readChanges(
+  q: Queryable,
+  ns: string,
+  cursor: number,
+  prefix: string,
+  maxBytes = TAIL_PAGE_BYTES,
+): Promise<TailPage<ChangeRecord>> {
   const result = await q.query<Paged<ChangeRow> & { head: number; compact: number }>(CHANGES_SQL, [
     cursor,
     SCAN_WINDOW,
     prefixPattern(prefix),
     maxBytes,
+    ns,
   ]);
   const { head, compact } = result.rows[0]!;
   if (cursor <= compact) throw revisionCompacted(compact);
@@ -292,7 +347,10 @@ export async function readChanges(q: Queryable, cursor: number, prefix: string, 
   return windowPage(cursor, head, items, page.more ? items[items.length - 1]!.revision : undefined);
 }
 
-/** Deletes the entries scoped to these sessions (inside a session delete), logging DELETEs. */
-export async function onSessionsDeleted(tx: Queryable, sessionIds: string[]): Promise<void> {
-  await tx.query(logRemovalsSql(`DELETE FROM kv_entries WHERE session_id = ANY ($1::text[])`, "DELETE"), [sessionIds]);
+/** Deletes the entries of `ns` scoped to these sessions (inside a session delete), logging DELETEs. */
+export async function onSessionsDeleted(tx: Queryable, ns: string, sessionIds: string[]): Promise<void> {
+  await tx.query(logRemovalsSql(`DELETE FROM kv_entries WHERE namespace = $1 AND session_id = ANY ($2::text[])`, "DELETE"), [
+    ns,
+    sessionIds,
+  ]);
 }

@@ -2,13 +2,14 @@
 // read the current rows, decide every write in JS (conditions, counter
 // arithmetic) and apply all that pass in one upsert statement. Concurrent
 // single writes are coalesced into one transaction (WriteBatcher), each
-// keeping its own condition and outcome.
+// keeping its own condition and outcome. A coalesced batch mixes namespaces,
+// so every write carries its own and every statement matches (namespace, key).
 import { Coalescer } from "../db/coalescer.js";
 import { selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { CairnError, failedPrecondition, outOfRange, versionConflict } from "../errors.js";
-import { CHANGE_CODE, type EntryRecord, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, type SelectedEntry, decodeEntry } from "./store.js";
+import { CHANGE_CODE, type EntryRecord, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, refKey, type SelectedEntry, decodeEntry } from "./store.js";
 
 export interface PutItem {
   key: string;
@@ -24,9 +25,13 @@ export type WriteRequest =
   | { kind: "put"; key: string; item: PutItem }
   | { kind: "increment"; key: string; delta: number; ttlMicros: number | null };
 
+/** A write and the namespace of its key. */
+type NsWrite = WriteRequest & { ns: string };
+
 /** One row to upsert, fully decided: the statement only applies it. */
 interface PlannedWrite {
   ord: number;
+  namespace: string;
   key: string;
   bytes_value: string | null;
   json_text: string | null;
@@ -37,6 +42,7 @@ interface PlannedWrite {
 
 /** A key's row as the planner reads it, under the key's lock. */
 interface CurrentRow {
+  namespace: string;
   key: string;
   version: number;
   live: boolean;
@@ -54,18 +60,20 @@ function unwrap(result: EntryRecord | CairnError): EntryRecord {
 /**
  * Serializes writers of these keys, even of keys that do not exist yet (a
  * row lock cannot cover an absent row): transaction-scoped advisory locks on
- * the keys' hashes, taken in one order so that batches cannot deadlock.
+ * the hashes of (namespace, key), taken in one order so that batches cannot
+ * deadlock. `namespace:key` is unambiguous: a namespace never contains ':'
+ * (and text cannot hold the NUL that separates them in JS).
  */
-async function lockKeys(tx: Queryable, keys: string[]): Promise<void> {
+async function lockKeys(tx: Queryable, writes: NsWrite[]): Promise<void> {
   await tx.query(
     `SELECT pg_advisory_xact_lock(h) FROM (
-       SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS hashes`,
-    [keys],
+       SELECT DISTINCT hashtextextended(n || ':' || k, 0) AS h FROM unnest($1::text[], $2::text[]) AS w (n, k) ORDER BY 1) AS hashes`,
+    [writes.map((w) => w.ns), writes.map((w) => w.key)],
   );
 }
 
 /** Decides one write against the key's live row (if any): the row to upsert, or why not. */
-function plan(request: WriteRequest, current: CurrentRow | undefined): PlannedWrite | CairnError {
+function plan(request: NsWrite, current: CurrentRow | undefined): PlannedWrite | CairnError {
   if (request.kind === "put") {
     const { item } = request;
     if (item.expectedVersion !== undefined && (current?.version ?? 0) !== item.expectedVersion) {
@@ -73,6 +81,7 @@ function plan(request: WriteRequest, current: CurrentRow | undefined): PlannedWr
     }
     return {
       ord: 0,
+      namespace: request.ns,
       key: item.key,
       bytes_value: item.value.kind === "bytes" ? item.value.bytes.toString("base64") : null,
       json_text: item.value.kind === "json" ? JSON.stringify(item.value.json) : null,
@@ -88,6 +97,7 @@ function plan(request: WriteRequest, current: CurrentRow | undefined): PlannedWr
   if (!Number.isSafeInteger(next)) return outOfRange("the counter would leave the safe integer range", { key: request.key });
   return {
     ord: 0,
+    namespace: request.ns,
     key: request.key,
     bytes_value: null,
     json_text: JSON.stringify(next),
@@ -99,21 +109,20 @@ function plan(request: WriteRequest, current: CurrentRow | undefined): PlannedWr
 }
 
 /**
- * Applies writes to distinct keys in the caller's transaction: locks the
- * keys, reads their rows, decides each write and upserts all that pass in
- * one statement. Returns one outcome per request; a request that fails
- * yields its error and writes nothing.
+ * Applies writes to distinct (namespace, key)s in the caller's transaction:
+ * locks the keys, reads their rows, decides each write and upserts all that
+ * pass in one statement. Returns one outcome per request; a request that
+ * fails yields its error and writes nothing.
  */
-async function applyWrites(tx: Queryable, requests: WriteRequest[]): Promise<(EntryRecord | CairnError)[]> {
-  const keys = requests.map((r) => r.key);
-  await lockKeys(tx, keys);
+async function applyWrites(tx: Queryable, requests: NsWrite[]): Promise<(EntryRecord | CairnError)[]> {
+  await lockKeys(tx, requests);
   const locked = await tx.query<CurrentRow>(
-    `SELECT key, version, ${LIVE} AS live, json_value, bytes_value, session_id, expire_time
-       FROM kv_entries WHERE key = ANY ($1::text[]) FOR UPDATE`,
-    [keys],
+    `SELECT namespace, key, version, ${LIVE} AS live, json_value, bytes_value, session_id, expire_time
+       FROM kv_entries WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) FOR UPDATE`,
+    [requests.map((r) => r.ns), requests.map((r) => r.key)],
   );
-  const rows = new Map(locked.rows.filter((r) => r.live).map((r) => [r.key, r]));
-  const outcomes = requests.map((request) => plan(request, rows.get(request.key)));
+  const rows = new Map(locked.rows.filter((r) => r.live).map((r) => [refKey(r.namespace, r.key), r]));
+  const outcomes = requests.map((request) => plan(request, rows.get(refKey(request.ns, request.key))));
   const planned = outcomes.filter((o): o is PlannedWrite => !(o instanceof CairnError));
   planned.forEach((p, i) => (p.ord = i + 1));
   const written = planned.length > 0 ? await upsertEntries(tx, planned) : [];
@@ -128,17 +137,17 @@ async function applyWrites(tx: Queryable, requests: WriteRequest[]): Promise<(En
 async function upsertEntries(tx: Queryable, planned: PlannedWrite[]): Promise<EntryRecord[]> {
   const result = await tx.query<SelectedEntry & { ord: number; notified: unknown }>(
     `WITH v AS (
-       SELECT * FROM jsonb_to_recordset($1::jsonb) AS v (ord int, key text, bytes_value text, json_text text,
+       SELECT * FROM jsonb_to_recordset($1::jsonb) AS v (ord int, namespace text, key text, bytes_value text, json_text text,
                                                          session_id text, ttl_micros bigint, expire_time timestamptz)
      ), rev AS (
        UPDATE kv_revisions SET last_revision = last_revision + $2 RETURNING last_revision - $2 AS base
      ), written AS (
-       INSERT INTO kv_entries AS e (key, bytes_value, json_value, version, mod_revision, session_id, expire_time)
-       SELECT v.key, decode(v.bytes_value, 'base64'), v.json_text::jsonb, 1, rev.base + v.ord, v.session_id,
+       INSERT INTO kv_entries AS e (namespace, key, bytes_value, json_value, version, mod_revision, session_id, expire_time)
+       SELECT v.namespace, v.key, decode(v.bytes_value, 'base64'), v.json_text::jsonb, 1, rev.base + v.ord, v.session_id,
               CASE WHEN v.ttl_micros IS NOT NULL THEN clock_timestamp() + v.ttl_micros * interval '1 microsecond'
                    ELSE v.expire_time END
          FROM v, rev
-       ON CONFLICT (key) DO UPDATE SET
+       ON CONFLICT (namespace, key) DO UPDATE SET
          bytes_value = EXCLUDED.bytes_value,
          json_value = EXCLUDED.json_value,
          mod_revision = EXCLUDED.mod_revision,
@@ -163,37 +172,39 @@ async function upsertEntries(tx: Queryable, planned: PlannedWrite[]): Promise<En
   return byOrd;
 }
 
-/** Applies writes to distinct keys all or none, in the caller's transaction or one of their own. */
-export function writeAll(q: Queryable, requests: WriteRequest[]): Promise<EntryRecord[]> {
-  return q.atomic(async (tx) => (await applyWrites(tx, requests)).map(unwrap));
+/** Applies writes to distinct keys of `ns` all or none, in the caller's transaction or one of their own. */
+export function writeAll(q: Queryable, ns: string, requests: WriteRequest[]): Promise<EntryRecord[]> {
+  return q.atomic(async (tx) => (await applyWrites(tx, requests.map((r) => ({ ...r, ns })))).map(unwrap));
 }
 
 /** Puts every item or none (BatchPut); a failed condition fails the batch naming its key. */
-export function putAll(q: Queryable, items: PutItem[]): Promise<EntryRecord[]> {
+export function putAll(q: Queryable, ns: string, items: PutItem[]): Promise<EntryRecord[]> {
   return writeAll(
     q,
+    ns,
     items.map((item) => ({ kind: "put", key: item.key, item })),
   );
 }
 
 /**
- * Single writes (Put, Increment), coalesced: those arriving together share
- * one transaction and one commit, each keeping its own condition and outcome.
+ * Single writes (Put, Increment), coalesced: those arriving together, of any
+ * namespaces, share one transaction and one commit, each keeping its own
+ * condition and outcome. A (namespace, key) appears once per batch.
  */
 export class WriteBatcher {
-  private readonly writes = new Coalescer<WriteRequest, EntryRecord | CairnError>(
+  private readonly writes = new Coalescer<NsWrite, EntryRecord | CairnError>(
     (requests, signal) => this.db.transaction({ signal }, (tx) => applyWrites(tx, requests)),
-    { keyOf: (r) => r.key, shareEqualKeys: false },
+    { keyOf: (r) => refKey(r.ns, r.key), shareEqualKeys: false },
   );
 
   constructor(private readonly db: Database) {}
 
-  async put(scope: CallScope, item: PutItem): Promise<EntryRecord> {
-    return unwrap(await this.writes.submit({ kind: "put", key: item.key, item }, scope.signal));
+  async put(scope: CallScope, ns: string, item: PutItem): Promise<EntryRecord> {
+    return unwrap(await this.writes.submit({ kind: "put", key: item.key, item, ns }, scope.signal));
   }
 
-  /** Adds delta to a number (creating it at 0); the entry after the change. */
-  async increment(scope: CallScope, key: string, delta: number, ttlMicros: number | null): Promise<EntryRecord> {
-    return unwrap(await this.writes.submit({ kind: "increment", key, delta, ttlMicros }, scope.signal));
+  /** Adds delta to a number in `ns` (creating it at 0); the entry after the change. */
+  async increment(scope: CallScope, ns: string, key: string, delta: number, ttlMicros: number | null): Promise<EntryRecord> {
+    return unwrap(await this.writes.submit({ kind: "increment", key, delta, ttlMicros, ns }, scope.signal));
   }
 }

@@ -96,7 +96,7 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
       const v = new Violations();
       const create = toCreate(v, request, "", limits);
       v.throwIfAny();
-      const [created] = await store.createResolutions(db.on(ctx), [create]);
+      const [created] = await store.createResolutions(db.on(ctx), ctx.namespace, [create]);
       return toWire(created!);
     },
 
@@ -110,14 +110,14 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
         request.requests.map((r) => r.resolution?.resolutionId ?? ""),
       );
       v.throwIfAny();
-      return { resolutions: (await store.createResolutions(db.on(ctx), creates)).map(toWire) };
+      return { resolutions: (await store.createResolutions(db.on(ctx), ctx.namespace, creates)).map(toWire) };
     },
 
     async getResolution(request, ctx) {
       const v = new Violations();
       checkId(v, "resolution_id", request.resolutionId, true);
       v.throwIfAny();
-      return toWire(await store.getResolution(db.on(ctx), request.resolutionId));
+      return toWire(await store.getResolution(db.on(ctx), ctx.namespace, request.resolutionId));
     },
 
     async listResolutions(request, ctx) {
@@ -142,7 +142,7 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
       };
       const after = decodePageToken(request.pageToken, filter, ["time", "id"]);
       const before = after && { time: after[0], resolutionId: after[1] };
-      const page = await store.listResolutions(db.on(ctx), filter, { rows: limit, bytes: limits.maxPageBytes }, before);
+      const page = await store.listResolutions(db.on(ctx), ctx.namespace, filter, { rows: limit, bytes: limits.maxPageBytes }, before);
       const { items, nextPageToken } = pageResponse(page, {
         bound: filter,
         keyOf: (r) => [r.createTime, r.resolutionId],
@@ -157,12 +157,12 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
       const v = new Violations();
       checkId(v, "resolution_id", request.resolutionId, true);
       v.throwIfAny();
-      await store.deleteResolution(db.on(ctx), request.resolutionId);
+      await store.deleteResolution(db.on(ctx), ctx.namespace, request.resolutionId);
       return {};
     },
 
     async purgeExpiredResolutions(_request, ctx) {
-      return { deletedCount: await store.purgeExpired(db.on(ctx)) };
+      return { deletedCount: await store.purgeExpired(db.on(ctx), ctx.namespace) };
     },
   };
 }

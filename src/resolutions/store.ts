@@ -1,6 +1,8 @@
 // SQL for policy resolutions. Every read filters on expire_time, so an
 // expired resolution is invisible the moment it expires; purging only
 // reclaims space, in small batches so a backlog never holds long locks.
+// Every function works in one namespace (`ns`, right after the queryable);
+// only the reaper's purge crosses them.
 import { inBatches } from "../db/batches.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
@@ -80,63 +82,71 @@ const SIZES: Sizes<ResolutionRecord> = {
 /** Rows a read may see: unexpired, as of this statement. */
 const LIVE = `(expire_time IS NULL OR expire_time > now())`;
 
-/** Newest first, keyset-paged on (create_time, resolution_id) with the cursor in $8, $9. */
+/**
+ * Newest first, keyset-paged on (create_time, resolution_id) with the
+ * cursor in $9, $10; the namespace ($1) leads, as it leads every index.
+ */
 const LIST_SQL = pagedSql({
   fields: FIELDS,
   size: rowSize(SIZES),
   from: `FROM resolutions
-    WHERE ($1::text IS NULL OR agent_id = $1)
-      AND ($2::text IS NULL OR session_id = $2)
-      AND ($3::text IS NULL OR request_id = $3)
-      AND (cardinality($4::text[]) = 0 OR decision = ANY ($4::text[]))
-      AND ($5::timestamptz IS NULL OR create_time > $5)
-      AND ($6::timestamptz IS NULL OR create_time < $6)
-      AND ($7 OR ${LIVE})
-      AND ($8::timestamptz IS NULL OR (create_time, resolution_id) < ($8, $9::text))`,
+    WHERE namespace = $1
+      AND ($2::text IS NULL OR agent_id = $2)
+      AND ($3::text IS NULL OR session_id = $3)
+      AND ($4::text IS NULL OR request_id = $4)
+      AND (cardinality($5::text[]) = 0 OR decision = ANY ($5::text[]))
+      AND ($6::timestamptz IS NULL OR create_time > $6)
+      AND ($7::timestamptz IS NULL OR create_time < $7)
+      AND ($8 OR ${LIVE})
+      AND ($9::timestamptz IS NULL OR (create_time, resolution_id) < ($9, $10::text))`,
   order: [
     ["createTime", "DESC"],
     ["resolutionId", "DESC"],
   ],
-  limit: "$10",
-  budget: "$11",
+  limit: "$11",
+  budget: "$12",
 });
 
 /** Creates every resolution or none; replays known request ids. */
-export function createResolutions(q: Queryable, creates: ResolutionCreate[]): Promise<ResolutionRecord[]> {
+export function createResolutions(q: Queryable, ns: string, creates: ResolutionCreate[]): Promise<ResolutionRecord[]> {
   return q.atomic(async (tx) => {
     const created: ResolutionRecord[] = [];
-    for (const create of creates) created.push(await createOne(tx, create));
+    for (const create of creates) created.push(await createOne(tx, ns, create));
     return created;
   });
 }
 
-function createOne(tx: Queryable, c: ResolutionCreate): Promise<ResolutionRecord> {
-  return createOnce(tx, {
+function createOne(tx: Queryable, ns: string, c: ResolutionCreate): Promise<ResolutionRecord> {
+  return createOnce(tx, ns, {
     scope: CREATE_SCOPE,
     idempotency: c.idempotency,
     resource: "resolution",
     resourceId: c.resolution.resolutionId,
     // A replay returns what the first call created, even if it has expired since.
     read: async (resolutionId) => {
-      const existing = await tx.query<ResolutionRecord>(`SELECT ${COLUMNS} FROM resolutions WHERE resolution_id = $1`, [resolutionId]);
+      const existing = await tx.query<ResolutionRecord>(`SELECT ${COLUMNS} FROM resolutions WHERE namespace = $1 AND resolution_id = $2`, [
+        ns,
+        resolutionId,
+      ]);
       return existing.rows[0];
     },
-    create: () => insert(tx, c),
+    create: () => insert(tx, ns, c),
   });
 }
 
-async function insert(tx: Queryable, c: ResolutionCreate): Promise<ResolutionRecord> {
+async function insert(tx: Queryable, ns: string, c: ResolutionCreate): Promise<ResolutionRecord> {
   const r = c.resolution;
   const inserted = await tx.query<ResolutionRecord>(
-    `INSERT INTO resolutions (resolution_id, request_id, agent_id, session_id, decision, context_blocks,
+    `INSERT INTO resolutions (namespace, resolution_id, request_id, agent_id, session_id, decision, context_blocks,
                               allowed_actions, denied_actions, policies_applied, metadata, expire_time)
-     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb,
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb, $11::jsonb,
              -- The ttl counts from the write, not from the start of a batch's transaction.
-             CASE WHEN $11::bigint IS NOT NULL THEN clock_timestamp() + $11::bigint * interval '1 microsecond'
-                  ELSE $12::timestamptz END)
-     ON CONFLICT (resolution_id) DO NOTHING
+             CASE WHEN $12::bigint IS NOT NULL THEN clock_timestamp() + $12::bigint * interval '1 microsecond'
+                  ELSE $13::timestamptz END)
+     ON CONFLICT (namespace, resolution_id) DO NOTHING
      RETURNING ${COLUMNS}`,
     [
+      ns,
       r.resolutionId,
       r.requestId,
       r.agentId,
@@ -156,8 +166,11 @@ async function insert(tx: Queryable, c: ResolutionCreate): Promise<ResolutionRec
 }
 
 /** A live resolution; NOT_FOUND when there is none. */
-export async function getResolution(q: Queryable, resolutionId: string): Promise<ResolutionRecord> {
-  const result = await q.query<ResolutionRecord>(`SELECT ${COLUMNS} FROM resolutions WHERE resolution_id = $1 AND ${LIVE}`, [resolutionId]);
+export async function getResolution(q: Queryable, ns: string, resolutionId: string): Promise<ResolutionRecord> {
+  const result = await q.query<ResolutionRecord>(`SELECT ${COLUMNS} FROM resolutions WHERE namespace = $1 AND resolution_id = $2 AND ${LIVE}`, [
+    ns,
+    resolutionId,
+  ]);
   if (!result.rows[0]) throw notFound("resolution", resolutionId);
   return result.rows[0];
 }
@@ -165,11 +178,13 @@ export async function getResolution(q: Queryable, resolutionId: string): Promise
 /** One page, newest first: `before` is the last row of the previous page. */
 export async function listResolutions(
   q: Queryable,
+  ns: string,
   f: ResolutionFilter,
   limits: PageLimits,
   before: { time: string; resolutionId: string } | undefined,
 ): Promise<Page<ResolutionRecord>> {
   const result = await q.query<Paged<ResolutionRecord>>(LIST_SQL, [
+    ns,
     f.agentId,
     f.sessionId,
     f.requestId,
@@ -186,26 +201,37 @@ export async function listResolutions(
 }
 
 /** Deletes a live resolution; NOT_FOUND when there is none. */
-export async function deleteResolution(q: Queryable, resolutionId: string): Promise<void> {
-  const result = await q.query(`DELETE FROM resolutions WHERE resolution_id = $1 AND ${LIVE}`, [resolutionId]);
+export async function deleteResolution(q: Queryable, ns: string, resolutionId: string): Promise<void> {
+  const result = await q.query(`DELETE FROM resolutions WHERE namespace = $1 AND resolution_id = $2 AND ${LIVE}`, [ns, resolutionId]);
   if (result.rowCount === 0) throw notFound("resolution", resolutionId);
 }
 
-async function purgeExpiredBatch(q: Queryable, limit: number): Promise<number> {
+/**
+ * One batch of expired resolutions, of namespace `ns`, or of every
+ * namespace when null (the reaper). Both find them through the global
+ * expire_time index: a namespace's purge filters after it.
+ */
+async function purgeExpiredBatch(q: Queryable, ns: string | null, limit: number): Promise<number> {
   const result = await q.query(
-    `DELETE FROM resolutions WHERE resolution_id IN (
-       SELECT resolution_id FROM resolutions WHERE expire_time <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)`,
-    [limit],
+    `DELETE FROM resolutions WHERE (namespace, resolution_id) IN (
+       SELECT namespace, resolution_id FROM resolutions
+        WHERE expire_time <= now() AND ($1::text IS NULL OR namespace = $1)
+        LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [ns, limit],
   );
   return result.rowCount ?? 0;
 }
 
-/** Deletes expired resolutions in batches; returns how many. */
-export function purgeExpired(q: Queryable): Promise<number> {
-  return inBatches((limit) => purgeExpiredBatch(q, limit));
+/**
+ * Deletes expired resolutions in batches; returns how many. `ns`: the
+ * caller's namespace (PurgeExpiredResolutions), or null for all of them
+ * (the background reaper, which serves every namespace).
+ */
+export function purgeExpired(q: Queryable, ns: string | null): Promise<number> {
+  return inBatches((limit) => purgeExpiredBatch(q, ns, limit));
 }
 
-/** Deletes the resolutions of these sessions, inside a session delete. */
-export async function onSessionsDeleted(tx: Queryable, sessionIds: string[]): Promise<void> {
-  await tx.query(`DELETE FROM resolutions WHERE session_id = ANY ($1::text[])`, [sessionIds]);
+/** Deletes the resolutions of these sessions (of namespace `ns`), inside a session delete. */
+export async function onSessionsDeleted(tx: Queryable, ns: string, sessionIds: string[]): Promise<void> {
+  await tx.query(`DELETE FROM resolutions WHERE namespace = $1 AND session_id = ANY ($2::text[])`, [ns, sessionIds]);
 }

@@ -221,7 +221,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const v = new Violations();
       const create = toSessionCreate(v, request, "", limits);
       v.throwIfAny();
-      const [created] = await createSessions(db.on(ctx), [create]);
+      const [created] = await createSessions(db.on(ctx), ctx.namespace, [create]);
       return toWireSession(created!);
     },
 
@@ -230,7 +230,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       checkId(v, "session_id", request.sessionId, true);
       const mask = parseReadMask(v, request.readMask, SESSION_FIELDS);
       v.throwIfAny();
-      return mask.apply(toWireSession(await calls.get(ctx, request.sessionId)));
+      return mask.apply(toWireSession(await calls.get(ctx, ctx.namespace, request.sessionId)));
     },
 
     async updateSession(request, ctx) {
@@ -244,7 +244,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       checkDocument(v, "session.metadata", patch.metadata, limits);
       checkDocument(v, "session.state", patch.state, limits);
       v.throwIfAny();
-      return toWireSession(await calls.update(ctx, { sessionId: session.sessionId, patch, expectedVersion: request.expectedVersion }));
+      return toWireSession(await calls.update(ctx, ctx.namespace, { sessionId: session.sessionId, patch, expectedVersion: request.expectedVersion }));
     },
 
     async deleteSession(request, ctx) {
@@ -252,7 +252,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       checkId(v, "session_id", request.sessionId, true);
       checkExpectedVersion(v, "expected_version", request.expectedVersion);
       v.throwIfAny();
-      await deleteSession(db.on(ctx), request.sessionId, request.expectedVersion, sessionCascade);
+      await deleteSession(db.on(ctx), ctx.namespace, request.sessionId, request.expectedVersion, sessionCascade);
       return {};
     },
 
@@ -267,7 +267,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const key = decodePageToken(request.pageToken, bound, ["time", "id"]);
       const after = key && { time: key[0], sessionId: key[1] };
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await listSessions(db.on(ctx), filter, order, pageLimits, after, mask.omitted(SESSION_DOCUMENTS));
+      const page = await listSessions(db.on(ctx), ctx.namespace, filter, order, pageLimits, after, mask.omitted(SESSION_DOCUMENTS));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (s) => [order.column === "create_time" ? s.createTime : s.updateTime, s.sessionId],
@@ -282,7 +282,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const v = new Violations();
       const filter = toFilter(v, request.filter, limits);
       v.throwIfAny();
-      return { count: await countSessions(db.on(ctx), filter) };
+      return { count: await countSessions(db.on(ctx), ctx.namespace, filter) };
     },
 
     async batchGetSessions(request, ctx) {
@@ -291,7 +291,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       request.sessionIds.forEach((id, i) => checkId(v, `session_ids[${i}]`, id, true));
       const mask = parseReadMask(v, request.readMask, SESSION_FIELDS);
       v.throwIfAny();
-      const sessions = await batchGetSessions(db.on(ctx), request.sessionIds, mask.omitted(SESSION_DOCUMENTS));
+      const sessions = await batchGetSessions(db.on(ctx), ctx.namespace, request.sessionIds, mask.omitted(SESSION_DOCUMENTS));
       return { sessions: sessions.map((s) => mask.apply(toWireSession(s))) };
     },
 
@@ -305,7 +305,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
         request.requests.map((r) => r.sessionId || r.session?.sessionId || ""),
       );
       v.throwIfAny();
-      return { sessions: (await createSessions(db.on(ctx), creates)).map(toWireSession) };
+      return { sessions: (await createSessions(db.on(ctx), ctx.namespace, creates)).map(toWireSession) };
     },
 
     async batchDeleteSessions(request, ctx) {
@@ -314,7 +314,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       request.sessionIds.forEach((id, i) => checkId(v, `session_ids[${i}]`, id, true));
       checkUnique(v, "session_ids", request.sessionIds);
       v.throwIfAny();
-      await batchDeleteSessions(db.on(ctx), request.sessionIds, sessionCascade);
+      await batchDeleteSessions(db.on(ctx), ctx.namespace, request.sessionIds, sessionCascade);
       return {};
     },
 
@@ -322,7 +322,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       const v = new Violations();
       const filter = toFilter(v, request.filter, limits);
       v.throwIfAny();
-      const stats = await sessionStats(db.on(ctx), filter);
+      const stats = await sessionStats(db.on(ctx), ctx.namespace, filter);
       return {
         total: stats.total,
         byStatus: Object.fromEntries(Object.entries(stats.byStatus).map(([name, count]) => [STATUS.fullName(name as SessionStatusName), count])),
@@ -336,7 +336,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       checkId(v, "session_id", request.sessionId, true);
       const messages = toNewMessages(v, request, limits);
       v.throwIfAny();
-      return { messages: (await appendMessages(db.on(ctx), request.sessionId, messages)).map(toWireMessage) };
+      return { messages: (await appendMessages(db.on(ctx), ctx.namespace, request.sessionId, messages)).map(toWireMessage) };
     },
 
     async listMessages(request, ctx) {
@@ -347,7 +347,7 @@ export function sessionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Sessi
       v.throwIfAny();
       const bound = { sessionId: request.sessionId, afterSequence: request.afterSequence };
       const [lastSequence] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
-      const page = await listMessages(db.on(ctx), request.sessionId, lastSequence, { rows: limit, bytes: limits.maxPageBytes });
+      const page = await listMessages(db.on(ctx), ctx.namespace, request.sessionId, lastSequence, { rows: limit, bytes: limits.maxPageBytes });
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (m) => [m.sequence],

@@ -1,5 +1,9 @@
 // SQL for sessions. No gRPC types here: records use plain JSON objects and
 // microsecond RFC 3339 time strings. Messages are in messages.ts.
+// Every function works in one namespace (`ns`, right after the queryable),
+// and every statement names it first, so the namespace-led keys and indexes
+// serve it; only the coalesced reads and updates mix namespaces, and they
+// carry the namespace per item.
 import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
@@ -72,8 +76,8 @@ export interface SessionStats {
   oldestActiveCreateTime: string | null;
 }
 
-/** What deleting sessions does to another service's rows, inside the deleting transaction. */
-export type SessionsDeletedStep = (tx: Queryable, sessionIds: string[]) => Promise<void>;
+/** What deleting sessions (of one namespace) does to another service's rows, inside the deleting transaction. */
+export type SessionsDeletedStep = (tx: Queryable, namespace: string, sessionIds: string[]) => Promise<void>;
 
 export const CREATE_SCOPE = "cairn.v1.SessionService/CreateSession";
 
@@ -104,18 +108,24 @@ const SIZES: Sizes<SessionRecord> = {
   state: jsonSize("state"),
 };
 
-/** Parameters $1..$8 of every filtered query, in this order (see filterParams). */
-const FILTER_SQL = `($1::text IS NULL OR agent_id = $1)
-  AND ($2::text IS NULL OR user_id = $2)
-  AND (cardinality($3::text[]) = 0 OR status = ANY ($3::text[]))
-  AND labels @> $4::jsonb
-  AND ($5::jsonb IS NULL OR metadata @> $5::jsonb)
-  AND ($6::jsonb IS NULL OR state @> $6::jsonb)
-  AND ($7::timestamptz IS NULL OR create_time > $7)
-  AND ($8::timestamptz IS NULL OR create_time < $8)`;
+/**
+ * Parameters $1..$9 of every filtered query, in this order (see
+ * filterParams): the namespace first, so every index that serves a filter
+ * (all namespace-led but the GIN containment ones) can lead with it.
+ */
+const FILTER_SQL = `namespace = $1
+  AND ($2::text IS NULL OR agent_id = $2)
+  AND ($3::text IS NULL OR user_id = $3)
+  AND (cardinality($4::text[]) = 0 OR status = ANY ($4::text[]))
+  AND labels @> $5::jsonb
+  AND ($6::jsonb IS NULL OR metadata @> $6::jsonb)
+  AND ($7::jsonb IS NULL OR state @> $7::jsonb)
+  AND ($8::timestamptz IS NULL OR create_time > $8)
+  AND ($9::timestamptz IS NULL OR create_time < $9)`;
 
-function filterParams(f: SessionFilter): unknown[] {
+function filterParams(ns: string, f: SessionFilter): unknown[] {
   return [
+    ns,
     f.agentId,
     f.userId,
     f.statuses,
@@ -129,8 +139,8 @@ function filterParams(f: SessionFilter): unknown[] {
 
 /**
  * A list page, built from constants only: keyset pagination on (column,
- * session_id) with the cursor in $9, $10, the row limit in $11 and the byte
- * budget in $12 (see db/pages.ts). Run unnamed (q.query, not q.prepared):
+ * session_id) with the cursor in $10, $11, the row limit in $12 and the byte
+ * budget in $13 (see db/pages.ts). Run unnamed (q.query, not q.prepared):
  * the `$n IS NULL OR …` filters need a plan for each call's values, and a
  * generic plan would use the labels index for every filter
  * (`npx tsx bench/explain-filters.ts` prints both).
@@ -144,13 +154,13 @@ function listSql(order: SessionOrder, omit: readonly SessionDocument[]): string 
     size: rowSize(SIZES, omit),
     from: `FROM sessions
       WHERE ${FILTER_SQL}
-        AND ($9::timestamptz IS NULL OR (${order.column}, session_id) ${after} ($9, $10::text))`,
+        AND ($10::timestamptz IS NULL OR (${order.column}, session_id) ${after} ($10, $11::text))`,
     order: [
       [key, direction],
       ["sessionId", direction],
     ],
-    limit: "$11",
-    budget: "$12",
+    limit: "$12",
+    budget: "$13",
   });
 }
 
@@ -158,28 +168,64 @@ function jsonOrNull(value: JsonObject | null | undefined): string | null {
   return value === null || value === undefined ? null : JSON.stringify(value);
 }
 
-/** One query for many ids; absent ids are missing from the map. `omit`: documents left out (NULL). */
+/** One query for many ids of one namespace; absent ids are missing from the map. `omit`: documents left out (NULL). */
 export async function readSessions(
   q: Queryable,
+  ns: string,
   sessionIds: string[],
   omit: readonly SessionDocument[] = [],
 ): Promise<Map<string, SessionRecord>> {
-  const sql = `SELECT ${selectList(omitting(FIELDS, omit))} FROM sessions WHERE session_id = ANY ($1::text[])`;
-  // The hot full read is prepared once per connection; masked reads vary.
+  const sql = `SELECT ${selectList(omitting(FIELDS, omit))} FROM sessions WHERE namespace = $1 AND session_id = ANY ($2::text[])`;
+  // The full read is prepared once per connection; masked reads vary.
   const result =
-    omit.length === 0 ? await q.prepared<SessionRecord>("sessions_read", sql, [sessionIds]) : await q.query<SessionRecord>(sql, [sessionIds]);
+    omit.length === 0
+      ? await q.prepared<SessionRecord>("sessions_read_many", sql, [ns, sessionIds])
+      : await q.query<SessionRecord>(sql, [ns, sessionIds]);
   return new Map(result.rows.map((row) => [row.sessionId, row]));
 }
 
-export async function getSession(q: Queryable, sessionId: string): Promise<SessionRecord> {
-  const session = (await readSessions(q, [sessionId])).get(sessionId);
+/** A session of any namespace, as the coalescer asks for it. */
+export interface SessionKey {
+  ns: string;
+  sessionId: string;
+}
+
+/**
+ * One query for sessions of several namespaces (GetSession calls coalesced
+ * across callers), in the order of `keys`; undefined where one is absent.
+ */
+export async function readSessionKeys(q: Queryable, keys: SessionKey[]): Promise<(SessionRecord | undefined)[]> {
+  // The hot read, prepared once per connection. The pairs decide what
+  // matches; the two arrays also let the primary key (namespace,
+  // session_id) be searched directly instead of joined against a set of
+  // unknown size.
+  const result = await q.prepared<SessionRecord & { ord: number }>(
+    "sessions_read",
+    `SELECT k.ord::int AS ord, ${selectList(FIELDS, "s.")}
+       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (namespace, session_id, ord)
+       JOIN sessions s ON s.namespace = k.namespace AND s.session_id = k.session_id
+      WHERE s.namespace = ANY ($1::text[]) AND s.session_id = ANY ($2::text[])`,
+    [keys.map((k) => k.ns), keys.map((k) => k.sessionId)],
+  );
+  const found: (SessionRecord | undefined)[] = keys.map(() => undefined);
+  for (const { ord, ...session } of result.rows) found[ord - 1] = session;
+  return found;
+}
+
+export async function getSession(q: Queryable, ns: string, sessionId: string): Promise<SessionRecord> {
+  const session = (await readSessions(q, ns, [sessionId])).get(sessionId);
   if (!session) throw notFound("session", sessionId);
   return session;
 }
 
 /** In request order; NOT_FOUND naming the first missing id. */
-export async function batchGetSessions(q: Queryable, sessionIds: string[], omit: readonly SessionDocument[] = []): Promise<SessionRecord[]> {
-  const byId = await readSessions(q, sessionIds, omit);
+export async function batchGetSessions(
+  q: Queryable,
+  ns: string,
+  sessionIds: string[],
+  omit: readonly SessionDocument[] = [],
+): Promise<SessionRecord[]> {
+  const byId = await readSessions(q, ns, sessionIds, omit);
   return sessionIds.map((id) => {
     const session = byId.get(id);
     if (!session) throw notFound("session", id);
@@ -188,30 +234,31 @@ export async function batchGetSessions(q: Queryable, sessionIds: string[], omit:
 }
 
 /** Creates every session or none; replays known request ids. */
-export function createSessions(q: Queryable, creates: SessionCreate[]): Promise<SessionRecord[]> {
+export function createSessions(q: Queryable, ns: string, creates: SessionCreate[]): Promise<SessionRecord[]> {
   // One plain INSERT needs no transaction: it is atomic on its own.
-  if (creates.length === 1 && creates[0]!.idempotency === null) return createOne(q, creates[0]!).then((s) => [s]);
+  if (creates.length === 1 && creates[0]!.idempotency === null) return createOne(q, ns, creates[0]!).then((s) => [s]);
   return q.atomic(async (tx) => {
     const created: SessionRecord[] = [];
-    for (const create of creates) created.push(await createOne(tx, create));
+    for (const create of creates) created.push(await createOne(tx, ns, create));
     return created;
   });
 }
 
-function createOne(tx: Queryable, { session, idempotency }: SessionCreate): Promise<SessionRecord> {
-  return createOnce(tx, {
+function createOne(tx: Queryable, ns: string, { session, idempotency }: SessionCreate): Promise<SessionRecord> {
+  return createOnce(tx, ns, {
     scope: CREATE_SCOPE,
     idempotency,
     resource: "session",
     resourceId: session.sessionId,
-    read: async (id) => (await readSessions(tx, [id])).get(id),
+    read: async (id) => (await readSessions(tx, ns, [id])).get(id),
     create: async () => {
       const inserted = await tx.query<SessionRecord>(
-        `INSERT INTO sessions (session_id, agent_id, user_id, status, labels, metadata, state, end_time)
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, CASE WHEN $4 <> 'ACTIVE' THEN now() END)
-         ON CONFLICT (session_id) DO NOTHING
+        `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, end_time)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, CASE WHEN $5 <> 'ACTIVE' THEN now() END)
+         ON CONFLICT (namespace, session_id) DO NOTHING
          RETURNING ${COLUMNS}`,
         [
+          ns,
           session.sessionId,
           session.agentId,
           session.userId,
@@ -227,15 +274,21 @@ function createOne(tx: Queryable, { session, idempotency }: SessionCreate): Prom
   });
 }
 
+/** An update of a session in namespace `ns` (coalesced updates mix namespaces). */
+export interface NamespacedUpdate extends SessionUpdate {
+  ns: string;
+}
+
 /**
- * One UPDATE for many sessions (each at most once), each with its own
- * patch and version condition; undefined where a session is missing or at
- * another version. Rows are locked in session_id order so that concurrent
- * batches cannot deadlock each other.
+ * One UPDATE for many sessions (each at most once), of any namespaces, each
+ * with its own patch and version condition; undefined where a session is
+ * missing or at another version. Rows are locked in (namespace, session_id)
+ * order so that concurrent batches cannot deadlock each other.
  */
-export async function applyUpdates(q: Queryable, updates: SessionUpdate[]): Promise<(SessionRecord | undefined)[]> {
+export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): Promise<(SessionRecord | undefined)[]> {
   const rows = updates.map((u, ord) => ({
     ord,
+    namespace: u.ns,
     session_id: u.sessionId,
     status: u.patch.status ?? null,
     user_id: u.patch.userId ?? null,
@@ -251,13 +304,13 @@ export async function applyUpdates(q: Queryable, updates: SessionUpdate[]): Prom
     "sessions_update",
     `WITH p AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS p (
-         ord int, session_id text, status text, user_id text, labels jsonb,
+         ord int, namespace text, session_id text, status text, user_id text, labels jsonb,
          set_metadata boolean, metadata jsonb, set_state boolean, state jsonb, expected_version bigint)
      ), locked AS (
-       SELECT s.session_id FROM sessions s JOIN p USING (session_id)
-        WHERE s.session_id = ANY ($2::text[])
+       SELECT s.namespace, s.session_id FROM sessions s JOIN p USING (namespace, session_id)
+        WHERE s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
           AND (p.expected_version IS NULL OR s.version = p.expected_version)
-        ORDER BY s.session_id
+        ORDER BY s.namespace, s.session_id
         FOR UPDATE OF s
      )
      UPDATE sessions s SET
@@ -272,13 +325,14 @@ export async function applyUpdates(q: Queryable, updates: SessionUpdate[]): Prom
          ELSE s.end_time END,
        version = s.version + 1,
        update_time = now()
-     FROM p JOIN locked USING (session_id)
-     WHERE s.session_id = p.session_id AND s.session_id = ANY ($2::text[])
+     FROM p JOIN locked USING (namespace, session_id)
+     WHERE s.namespace = p.namespace AND s.session_id = p.session_id
+       AND s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
        AND (p.expected_version IS NULL OR s.version = p.expected_version)
      RETURNING p.ord, ${selectList(FIELDS, "s.")}`,
-    // The id array lets the planner see how few rows the recordset holds
-    // and use the primary key instead of scanning.
-    [JSON.stringify(rows), updates.map((u) => u.sessionId)],
+    // The id and namespace arrays let the planner see how few rows the
+    // recordset holds and use the primary key instead of scanning.
+    [JSON.stringify(rows), updates.map((u) => u.sessionId), [...new Set(updates.map((u) => u.ns))]],
   );
   const updated: (SessionRecord | undefined)[] = updates.map(() => undefined);
   for (const { ord, ...session } of result.rows) updated[ord] = session;
@@ -286,26 +340,30 @@ export async function applyUpdates(q: Queryable, updates: SessionUpdate[]): Prom
 }
 
 /** Why a versioned write matched no row: the session is gone, or at another version. */
-export async function missOrConflict(q: Queryable, sessionId: string) {
-  const current = await q.query<{ version: number }>(`SELECT version FROM sessions WHERE session_id = $1`, [sessionId]);
+export async function missOrConflict(q: Queryable, ns: string, sessionId: string) {
+  const current = await q.query<{ version: number }>(`SELECT version FROM sessions WHERE namespace = $1 AND session_id = $2`, [
+    ns,
+    sessionId,
+  ]);
   const row = current.rows[0];
   return row ? versionConflict("session", sessionId, row.version) : notFound("session", sessionId);
 }
 
 export async function deleteSession(
   q: Queryable,
+  ns: string,
   sessionId: string,
   expectedVersion: number | undefined,
   cascade: SessionsDeletedStep[],
 ): Promise<void> {
-  const deleted = await q.atomic((tx) => deleteSessionRows(tx, [sessionId], expectedVersion, cascade));
-  if (deleted.length === 0) throw await missOrConflict(q, sessionId);
+  const deleted = await q.atomic((tx) => deleteSessionRows(tx, ns, [sessionId], expectedVersion, cascade));
+  if (deleted.length === 0) throw await missOrConflict(q, ns, sessionId);
 }
 
 /** Atomic: NOT_FOUND (and nothing deleted) when any id is missing. */
-export async function batchDeleteSessions(q: Queryable, sessionIds: string[], cascade: SessionsDeletedStep[]): Promise<void> {
+export async function batchDeleteSessions(q: Queryable, ns: string, sessionIds: string[], cascade: SessionsDeletedStep[]): Promise<void> {
   await q.atomic(async (tx) => {
-    const deleted = new Set(await deleteSessionRows(tx, sessionIds, undefined, cascade));
+    const deleted = new Set(await deleteSessionRows(tx, ns, sessionIds, undefined, cascade));
     const missing = sessionIds.find((id) => !deleted.has(id));
     if (missing !== undefined) throw notFound("session", missing);
   });
@@ -314,28 +372,32 @@ export async function batchDeleteSessions(q: Queryable, sessionIds: string[], ca
 /**
  * Deletes sessions inside the caller's transaction (their messages go by
  * ON DELETE CASCADE), then runs every other service's step for them, so the
- * whole cascade commits or none of it does; returns the ids deleted.
+ * whole cascade commits or none of it does; returns the ids deleted. Each
+ * step is told the namespace: another namespace's rows naming the same
+ * session ids are not these sessions' and stay.
  */
 async function deleteSessionRows(
   tx: Queryable,
+  ns: string,
   sessionIds: string[],
   expectedVersion: number | undefined,
   cascade: SessionsDeletedStep[],
 ): Promise<string[]> {
   const deleted = await tx.query<{ session_id: string }>(
     `DELETE FROM sessions
-      WHERE session_id = ANY ($1::text[]) AND ($2::bigint IS NULL OR version = $2)
+      WHERE namespace = $1 AND session_id = ANY ($2::text[]) AND ($3::bigint IS NULL OR version = $3)
       RETURNING session_id`,
-    [sessionIds, expectedVersion ?? null],
+    [ns, sessionIds, expectedVersion ?? null],
   );
   const ids = deleted.rows.map((row) => row.session_id);
-  if (ids.length > 0) for (const step of cascade) await step(tx, ids);
+  if (ids.length > 0) for (const step of cascade) await step(tx, ns, ids);
   return ids;
 }
 
 /** A page in `order` after the keyset `after`; `omit`: documents left out (NULL). */
 export async function listSessions(
   q: Queryable,
+  ns: string,
   filter: SessionFilter,
   order: SessionOrder,
   limits: PageLimits,
@@ -343,7 +405,7 @@ export async function listSessions(
   omit: readonly SessionDocument[] = [],
 ): Promise<Page<SessionRecord>> {
   const result = await q.query<Paged<SessionRecord>>(listSql(order, omit), [
-    ...filterParams(filter),
+    ...filterParams(ns, filter),
     after?.time ?? null,
     after?.sessionId ?? null,
     limits.rows,
@@ -352,15 +414,15 @@ export async function listSessions(
   return toPage(result.rows);
 }
 
-export async function countSessions(q: Queryable, filter: SessionFilter): Promise<number> {
+export async function countSessions(q: Queryable, ns: string, filter: SessionFilter): Promise<number> {
   const result = await q.query<{ count: number }>(
     `SELECT count(*)::bigint AS count FROM sessions WHERE ${FILTER_SQL}`,
-    filterParams(filter),
+    filterParams(ns, filter),
   );
   return result.rows[0]!.count;
 }
 
-export async function sessionStats(q: Queryable, filter: SessionFilter): Promise<SessionStats> {
+export async function sessionStats(q: Queryable, ns: string, filter: SessionFilter): Promise<SessionStats> {
   const result = await q.query<{
     total: number;
     active: number;
@@ -377,7 +439,7 @@ export async function sessionStats(q: Queryable, filter: SessionFilter): Promise
                * 1000000)::float8 AS avg_duration_micros,
             min(create_time) FILTER (WHERE status = 'ACTIVE') AS oldest_active
        FROM sessions WHERE ${FILTER_SQL}`,
-    filterParams(filter),
+    filterParams(ns, filter),
   );
   const row = result.rows[0]!;
   return {
@@ -388,37 +450,38 @@ export async function sessionStats(q: Queryable, filter: SessionFilter): Promise
   };
 }
 
+/** A coalescer key: a session id is unique only within its namespace (which never contains NUL). */
+const keyOf = (ns: string, sessionId: string) => `${ns}\u0000${sessionId}`;
+
 /**
  * GetSession and UpdateSession calls arriving together share one statement
- * (see db/coalescer.ts): a pool-level batching of single calls.
+ * (see db/coalescer.ts): a pool-level batching of single calls, whatever
+ * their namespaces; each item carries its own.
  */
 export class SessionCalls {
-  private readonly reads: Coalescer<string, SessionRecord | undefined>;
-  private readonly updates: Coalescer<SessionUpdate, SessionRecord | undefined>;
+  private readonly reads: Coalescer<SessionKey, SessionRecord | undefined>;
+  private readonly updates: Coalescer<NamespacedUpdate, SessionRecord | undefined>;
 
   constructor(private readonly db: Database) {
-    this.reads = new Coalescer(
-      async (ids, signal) => {
-        const byId = await readSessions(db.on({ signal }), ids);
-        return ids.map((id) => byId.get(id));
-      },
-      { keyOf: (id) => id, shareEqualKeys: true },
-    );
+    this.reads = new Coalescer((keys, signal) => readSessionKeys(db.on({ signal }), keys), {
+      keyOf: (k) => keyOf(k.ns, k.sessionId),
+      shareEqualKeys: true,
+    });
     this.updates = new Coalescer((updates, signal) => applyUpdates(db.on({ signal }), updates), {
-      keyOf: (u) => u.sessionId,
+      keyOf: (u) => keyOf(u.ns, u.sessionId),
       shareEqualKeys: false,
     });
   }
 
-  async get(scope: CallScope, sessionId: string): Promise<SessionRecord> {
-    const session = await this.reads.submit(sessionId, scope.signal);
+  async get(scope: CallScope, ns: string, sessionId: string): Promise<SessionRecord> {
+    const session = await this.reads.submit({ ns, sessionId }, scope.signal);
     if (!session) throw notFound("session", sessionId);
     return session;
   }
 
-  async update(scope: CallScope, update: SessionUpdate): Promise<SessionRecord> {
-    const updated = await this.updates.submit(update, scope.signal);
+  async update(scope: CallScope, ns: string, update: SessionUpdate): Promise<SessionRecord> {
+    const updated = await this.updates.submit({ ...update, ns }, scope.signal);
     if (updated) return updated;
-    throw await missOrConflict(this.db.on(scope), update.sessionId);
+    throw await missOrConflict(this.db.on(scope), ns, update.sessionId);
   }
 }

@@ -8,13 +8,16 @@
 // whose cursor is inside the window take their pages from it, filtered in
 // memory, and one further behind reads from the table as before.
 //
-// The window holds exactly what readFeed returns for an empty filter: rows
-// up to the head read in one snapshot, and offsets become visible in offset
-// order (see traces/store.ts), so a page from the window is the page the
-// table would give.
+// The window holds exactly what readFeed returns for an empty filter and no
+// namespace: rows of every namespace up to the head read in one snapshot,
+// and offsets become visible in offset order (see traces/store.ts), so a
+// page from the window is the page the table would give. Each entry keeps
+// its namespace, and a subscriber's namespace is one more filter, applied
+// in memory here as readFeed applies it in SQL: one window serves every
+// namespace, and no subscriber sees another namespace's events.
 import type { Database } from "../db/database.js";
 import type { TailPage } from "../db/tail.js";
-import { type EventFilter, headOffset, readFeed, SEVERITIES, type TraceEventRecord } from "./store.js";
+import { type EventFilter, type FeedEvent, headOffset, readFeed, SEVERITIES, type TraceEventRecord } from "./store.js";
 
 /** A subscriber's item: the event's offset and its encoded SubscribeEventsResponse. */
 export interface EncodedEvent {
@@ -28,7 +31,7 @@ const WINDOW_BYTES = 64 * 1024 * 1024;
 const REFRESH_BYTES = 8 * 1024 * 1024;
 
 interface Entry extends EncodedEvent {
-  event: TraceEventRecord;
+  event: FeedEvent;
 }
 
 export class TraceFanout {
@@ -47,17 +50,18 @@ export class TraceFanout {
   ) {}
 
   /**
-   * The page for `cursor`: from the window when the cursor is inside it
-   * (after following the head), else from the table; about `maxBytes`.
+   * The page of namespace `ns` for `cursor`: from the window when the cursor
+   * is inside it (after following the head), else from the table; about
+   * `maxBytes`.
    */
-  async page(cursor: number, filter: EventFilter, maxBytes: number, signal: AbortSignal): Promise<TailPage<EncodedEvent>> {
+  async page(ns: string, cursor: number, filter: EventFilter, maxBytes: number, signal: AbortSignal): Promise<TailPage<EncodedEvent>> {
     await this.follow();
-    if (this.start === undefined || cursor < this.start) return this.fromTable(cursor, filter, maxBytes, signal);
+    if (this.start === undefined || cursor < this.start) return this.fromTable(ns, cursor, filter, maxBytes, signal);
     const items: EncodedEvent[] = [];
     let size = 0;
     let cutAt: number | undefined;
     for (const entry of this.entries) {
-      if (entry.offset < cursor || !matches(entry.event, filter)) continue;
+      if (entry.offset < cursor || entry.event.namespace !== ns || !matches(entry.event, filter)) continue;
       if (items.length > 0 && size + entry.bytes.length > maxBytes) {
         cutAt = items[items.length - 1]!.offset;
         break;
@@ -68,8 +72,8 @@ export class TraceFanout {
     return { items, head: this.through, scannedThrough: cutAt ?? Math.max(cursor - 1, this.through) };
   }
 
-  private async fromTable(cursor: number, filter: EventFilter, maxBytes: number, signal: AbortSignal): Promise<TailPage<EncodedEvent>> {
-    const page = await readFeed(this.db.on({ signal }), cursor, filter, maxBytes);
+  private async fromTable(ns: string, cursor: number, filter: EventFilter, maxBytes: number, signal: AbortSignal): Promise<TailPage<EncodedEvent>> {
+    const page = await readFeed(this.db.on({ signal }), ns, cursor, filter, maxBytes);
     return { ...page, items: page.items.map((event) => ({ offset: event.offset, bytes: this.encode(event) })) };
   }
 
@@ -104,7 +108,8 @@ export class TraceFanout {
       this.start = this.through + 1;
       return;
     }
-    const page = await readFeed(q, this.through + 1, { sessionId: null, traceId: null, eventTypes: [], minSeverity: null }, REFRESH_BYTES);
+    // Every namespace: the window is the replica's, and page() filters by namespace.
+    const page = await readFeed(q, null, this.through + 1, { sessionId: null, traceId: null, eventTypes: [], minSeverity: null }, REFRESH_BYTES);
     for (const event of page.items) {
       const bytes = this.encode(event);
       this.entries.push({ offset: event.offset, bytes, event });

@@ -10,16 +10,25 @@
 // (the order of arrival) and no two calls can wait for each other: no
 // deadlock, whatever traces batches share. Other replicas are not queued
 // here; between replicas the head row locks still decide, in trace_id order.
+//
+// A trace is (namespace, trace_id), so turns are keyed by both (traceTurn):
+// the same trace id in two namespaces is two chains and two head rows, and
+// appends to one never wait for the other's.
 import type { AbortReason } from "../db/errors.js";
 import { cancelled, deadlineExceeded } from "../errors.js";
+
+/** The queue key of a trace: its namespace and id (a namespace never contains NUL). */
+export function traceTurn(ns: string, traceId: string): string {
+  return `${ns}\u0000${traceId}`;
+}
 
 export class TraceQueue {
   /** Per trace, a promise that settles when the last queued turn has finished. */
   private readonly tails = new Map<string, Promise<void>>();
 
-  /** Runs `fn` once every earlier call naming any of `traceIds` has finished. */
-  async run<T>(traceIds: Iterable<string>, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
-    const turns = [...new Set(traceIds)].map((id) => this.join(id));
+  /** Runs `fn` once every earlier call naming any of `traces` (traceTurn keys) has finished. */
+  async run<T>(traces: Iterable<string>, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const turns = [...new Set(traces)].map((id) => this.join(id));
     try {
       await untilAborted(Promise.all(turns.map((t) => t.ready)), signal);
       return await fn();

@@ -19,7 +19,7 @@ import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
 import { Violations, checkBatchSize, checkDocument, checkFilterList, checkId, checkReference, checkText } from "../grpc/validate.js";
 import { nowIso } from "../time.js";
 import { TraceFanout } from "./fanout.js";
-import { TraceQueue } from "./queue.js";
+import { TraceQueue, traceTurn } from "./queue.js";
 import * as store from "./store.js";
 import type { EventFilter, NewTraceEvent, SeverityName, TraceEventRecord } from "./store.js";
 
@@ -89,13 +89,13 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
   const fanout = new TraceFanout(db, (event) =>
     Buffer.from(SubscribeEventsResponse.encode({ message: { $case: "event", value: toWire(event) } }).finish()),
   );
-  // Appends to one trace wait their turn here, holding no pool connection.
+  // Appends to one trace (of one namespace) wait their turn here, holding no pool connection.
   const queue = new TraceQueue();
-  const append = (ctx: { signal: AbortSignal }, events: NewTraceEvent[], ingestTime: string) =>
+  const append = (ctx: { signal: AbortSignal; namespace: string }, events: NewTraceEvent[], ingestTime: string) =>
     queue.run(
-      events.map((e) => e.traceId),
+      events.map((e) => traceTurn(ctx.namespace, e.traceId)),
       ctx.signal,
-      () => store.append(db.on(ctx), events, ingestTime),
+      () => store.append(db.on(ctx), ctx.namespace, events, ingestTime),
     );
 
   return {
@@ -143,7 +143,7 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       const bound = { traceId: request.traceId, afterSequence: request.afterSequence };
       const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [request.afterSequence];
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await store.listTraceEvents(db.on(ctx), request.traceId, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
+      const page = await store.listTraceEvents(db.on(ctx), ctx.namespace, request.traceId, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (e) => [e.sequence],
@@ -170,7 +170,7 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       const [after] = decodePageToken(request.pageToken, bound, ["number"]) ?? [0];
       const query = { sessionId: request.sessionId, eventTypes, minSeverity: severity, afterTime, beforeTime };
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await store.listSessionEvents(db.on(ctx), query, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
+      const page = await store.listSessionEvents(db.on(ctx), ctx.namespace, query, after, pageLimits, mask.omitted(EVENT_DOCUMENTS));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (e) => [e.offset],
@@ -202,7 +202,8 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       await tail({
         from: request.fromNow ? "now" : Math.max(1, request.startOffset),
         readHead: () => store.headOffset(q),
-        readPage: (cursor, maxBytes) => fanout.page(cursor, filter, maxBytes, ctx.signal),
+        // Offsets are one order across namespaces: the other namespaces' are gaps, scanned past.
+        readPage: (cursor, maxBytes) => fanout.page(ctx.namespace, cursor, filter, maxBytes, ctx.signal),
         room: () => streamRoom(call, ctx.signal),
         deliver: (event) => send(event.bytes, event.offset),
         progress: (offset) => send({ message: { $case: "progress", value: { offset } } }, offset + 1),
@@ -216,7 +217,7 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
       const v = new Violations();
       checkId(v, "trace_id", request.traceId, true);
       v.throwIfAny();
-      return store.verify(db.on(ctx), request.traceId);
+      return store.verify(db.on(ctx), ctx.namespace, request.traceId);
     },
   };
 }

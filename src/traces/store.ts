@@ -2,6 +2,11 @@
 // offsets allocated under one lock held to commit (visibility in offset
 // order), reads by trace, by session and from a subscription cursor, and
 // what deleting sessions does to their traces.
+//
+// A trace is (namespace, trace_id): each namespace has its own chain for a
+// trace id, with its own sequences and duplicates. Every function takes the
+// namespace right after the queryable and every statement names it; only
+// the offset counter is shared, so a namespace sees gaps in its offsets.
 import type { Fields } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
@@ -124,13 +129,13 @@ interface FreshEvent {
 
 /**
  * Appends a batch in one transaction; returns one outcome per event, in
- * order. Events whose (trace_id, event_id) is stored, or repeated earlier
- * in the batch, are duplicates with the original sequence and offset.
+ * order. Events whose (trace_id, event_id) is stored in `ns`, or repeated
+ * earlier in the batch, are duplicates with the original sequence and offset.
  */
-export function append(q: Queryable, events: NewTraceEvent[], ingestTime: string): Promise<AppendOutcome[]> {
+export function append(q: Queryable, ns: string, events: NewTraceEvent[], ingestTime: string): Promise<AppendOutcome[]> {
   return q.atomic(async (tx) => {
-    const heads = await lockHeads(tx, [...new Set(events.map((e) => e.traceId))].sort());
-    const stored = await findStored(tx, events);
+    const heads = await lockHeads(tx, ns, [...new Set(events.map((e) => e.traceId))].sort());
+    const stored = await findStored(tx, ns, events);
     const outcomes: AppendOutcome[] = [];
     const fresh: FreshEvent[] = [];
     const inBatch = new Map<string, number>();
@@ -156,7 +161,7 @@ export function append(q: Queryable, events: NewTraceEvent[], ingestTime: string
       outcomes.push({ eventId: event.eventId, sequence, offset: -fresh.length, duplicate: false });
     }
     if (fresh.length === 0) return outcomes;
-    const base = await insertEvents(tx, fresh, heads, ingestTime);
+    const base = await insertEvents(tx, ns, fresh, heads, ingestTime);
     for (const o of outcomes) if (o.offset < 0) o.offset = base - o.offset;
     return outcomes;
   });
@@ -165,6 +170,7 @@ export function append(q: Queryable, events: NewTraceEvent[], ingestTime: string
 /** Ascending sequence after `afterSequence`, one page; `omit`: the payload left out (NULL). */
 export async function listTraceEvents(
   q: Queryable,
+  ns: string,
   traceId: string,
   afterSequence: number,
   limits: PageLimits,
@@ -173,18 +179,19 @@ export async function listTraceEvents(
   const sql = pagedSql({
     fields: omitting(FIELDS, omit),
     size: rowSize(SIZES, omit),
-    from: `FROM trace_events WHERE trace_id = $1 AND sequence > $2`,
+    from: `FROM trace_events WHERE namespace = $1 AND trace_id = $2 AND sequence > $3`,
     order: [["sequence", "ASC"]],
-    limit: "$3",
-    budget: "$4",
+    limit: "$4",
+    budget: "$5",
   });
-  const result = await q.query<Paged<TraceEventRecord>>(sql, [traceId, afterSequence, limits.rows, limits.bytes]);
+  const result = await q.query<Paged<TraceEventRecord>>(sql, [ns, traceId, afterSequence, limits.rows, limits.bytes]);
   return toPage(result.rows);
 }
 
 /** Ascending offset after `afterOffset`, one page; `omit`: the payload left out (NULL). */
 export async function listSessionEvents(
   q: Queryable,
+  ns: string,
   query: SessionEventQuery,
   afterOffset: number,
   limits: PageLimits,
@@ -194,16 +201,17 @@ export async function listSessionEvents(
     fields: omitting(FIELDS, omit),
     size: rowSize(SIZES, omit),
     from: `FROM trace_events
-      WHERE session_id = $1 AND event_offset > $2
-        AND (cardinality($3::text[]) = 0 OR event_type = ANY ($3::text[]))
-        AND severity >= $4
-        AND ($5::timestamptz IS NULL OR event_time > $5)
-        AND ($6::timestamptz IS NULL OR event_time < $6)`,
+      WHERE namespace = $1 AND session_id = $2 AND event_offset > $3
+        AND (cardinality($4::text[]) = 0 OR event_type = ANY ($4::text[]))
+        AND severity >= $5
+        AND ($6::timestamptz IS NULL OR event_time > $6)
+        AND ($7::timestamptz IS NULL OR event_time < $7)`,
     order: [["offset", "ASC"]],
-    limit: "$7",
-    budget: "$8",
+    limit: "$8",
+    budget: "$9",
   });
   const result = await q.query<Paged<TraceEventRecord>>(sql, [
+    ns,
     query.sessionId,
     afterOffset,
     query.eventTypes,
@@ -216,20 +224,30 @@ export async function listSessionEvents(
   return toPage(result.rows);
 }
 
-/** The highest committed offset (0 when there are no events). */
+/** The highest committed offset (0 when there are no events), of every namespace: offsets are one order. */
 export async function headOffset(q: Queryable): Promise<number> {
   const result = await q.query<{ last_offset: number }>(`SELECT last_offset FROM trace_offsets`);
   return result.rows[0]!.last_offset;
 }
 
-/** The subscription feed's read: events matching a filter in a window of offsets, at most $7 bytes of them. */
+/** A feed event: the record and its namespace (the replica's fan-out window holds every namespace's). */
+export type FeedEvent = TraceEventRecord & { namespace: string };
+
+const FEED_FIELDS: Fields<FeedEvent> = { ...FIELDS, namespace: "namespace" };
+
+/**
+ * The subscription feed's read: events matching a filter in a window of
+ * offsets, at most $7 bytes of them; of namespace $8, or of every namespace
+ * when $8 is null (the fan-out window's own read).
+ */
 const FEED_SQL = `SELECT o.last_offset AS head, e.*
   FROM trace_offsets o
   LEFT JOIN LATERAL (${pagedSql({
-    fields: FIELDS,
+    fields: FEED_FIELDS,
     size: rowSize(SIZES),
     from: `FROM trace_events
       WHERE event_offset >= $1 AND event_offset <= least(o.last_offset, $1 + $2 - 1)
+        AND ($8::text IS NULL OR namespace = $8)
         AND ($3::text IS NULL OR session_id = $3)
         AND ($4::text IS NULL OR trace_id = $4)
         AND (cardinality($5::text[]) = 0 OR event_type = ANY ($5::text[]))
@@ -240,13 +258,21 @@ const FEED_SQL = `SELECT o.last_offset AS head, e.*
   })}) e ON true`;
 
 /**
- * Events matching `filter` from `cursor`, scanning at most SCAN_WINDOW
- * offsets and never past the committed head, read in one snapshot (one
- * statement: the head and the events it bounds), and no more than about
- * `maxBytes` of them (at least one), so one read never pins more than that.
+ * Events of namespace `ns` (null: of every namespace) matching `filter`
+ * from `cursor`, scanning at most SCAN_WINDOW offsets and never past the
+ * committed head, read in one snapshot (one statement: the head and the
+ * events it bounds), and no more than about `maxBytes` of them (at least
+ * one), so one read never pins more than that. Offsets of other namespaces
+ * are scanned past like events the filter leaves out.
  */
-export async function readFeed(q: Queryable, cursor: number, filter: EventFilter, maxBytes = TAIL_PAGE_BYTES): Promise<TailPage<TraceEventRecord>> {
-  const result = await q.query<Paged<TraceEventRecord> & { head: number }>(FEED_SQL, [
+export async function readFeed(
+  q: Queryable,
+  ns: string | null,
+  cursor: number,
+  filter: EventFilter,
+  maxBytes = TAIL_PAGE_BYTES,
+): Promise<TailPage<FeedEvent>> {
+  const result = await q.query<Paged<FeedEvent> & { head: number }>(FEED_SQL, [
     cursor,
     SCAN_WINDOW,
     filter.sessionId,
@@ -254,6 +280,7 @@ export async function readFeed(q: Queryable, cursor: number, filter: EventFilter
     filter.eventTypes,
     severityLevel(filter.minSeverity),
     maxBytes,
+    ns,
   ]);
   const head = result.rows[0]!.head;
   // With no event in the window, the LEFT JOIN gives one row of nulls.
@@ -266,7 +293,7 @@ export async function readFeed(q: Queryable, cursor: number, filter: EventFilter
  * Recomputes the chain from storage, page by page. On failure, event_count
  * and head_hash describe the valid prefix before the first bad sequence.
  */
-export async function verify(q: Queryable, traceId: string): Promise<VerifyResult> {
+export async function verify(q: Queryable, ns: string, traceId: string): Promise<VerifyResult> {
   let valid: Head = { sequence: 0, hash: "" };
   const invalid = (reason: string): VerifyResult => ({
     valid: false,
@@ -276,7 +303,7 @@ export async function verify(q: Queryable, traceId: string): Promise<VerifyResul
     reason,
   });
   for (;;) {
-    const page = await listTraceEvents(q, traceId, valid.sequence, VERIFY_PAGE);
+    const page = await listTraceEvents(q, ns, traceId, valid.sequence, VERIFY_PAGE);
     for (const e of page.items) {
       if (e.sequence !== valid.sequence + 1) return invalid("sequence gap");
       if (e.prevHash !== valid.hash) return invalid("broken link");
@@ -290,29 +317,30 @@ export async function verify(q: Queryable, traceId: string): Promise<VerifyResul
 }
 
 /**
- * Locks the head row of each trace (creating missing ones), in trace_id
- * order (the caller sorts: code-unit order, which is byte order for ids) so
- * that batches sharing traces cannot deadlock. ON CONFLICT DO UPDATE locks
- * the existing row and returns it as it was.
+ * Locks the head row of each trace of `ns` (creating missing ones), in
+ * trace_id order (the caller sorts: code-unit order, which is byte order for
+ * ids) so that batches sharing traces cannot deadlock; a batch names one
+ * namespace, so batches of different namespaces share no head rows. ON
+ * CONFLICT DO UPDATE locks the existing row and returns it as it was.
  */
-async function lockHeads(tx: Queryable, traceIds: string[]): Promise<Map<string, Head>> {
+async function lockHeads(tx: Queryable, ns: string, traceIds: string[]): Promise<Map<string, Head>> {
   const result = await tx.query<{ trace_id: string; last_sequence: number; last_hash: string }>(
-    `INSERT INTO trace_heads AS h (trace_id)
-     SELECT unnest($1::text[])
-     ON CONFLICT (trace_id) DO UPDATE SET trace_id = h.trace_id
+    `INSERT INTO trace_heads AS h (namespace, trace_id)
+     SELECT $1, unnest($2::text[])
+     ON CONFLICT (namespace, trace_id) DO UPDATE SET trace_id = h.trace_id
      RETURNING trace_id, last_sequence, last_hash`,
-    [traceIds],
+    [ns, traceIds],
   );
   return new Map(result.rows.map((r) => [r.trace_id, { sequence: r.last_sequence, hash: r.last_hash }]));
 }
 
-async function findStored(tx: Queryable, events: NewTraceEvent[]): Promise<Map<string, { sequence: number; offset: number }>> {
+async function findStored(tx: Queryable, ns: string, events: NewTraceEvent[]): Promise<Map<string, { sequence: number; offset: number }>> {
   const result = await tx.query<{ trace_id: string; event_id: string; sequence: number; event_offset: number }>(
     `SELECT e.trace_id, e.event_id, e.sequence, e.event_offset
        FROM trace_events e
-       JOIN unnest($1::text[], $2::text[]) AS k (trace_id, event_id)
-         ON e.trace_id = k.trace_id AND e.event_id = k.event_id`,
-    [events.map((e) => e.traceId), events.map((e) => e.eventId)],
+       JOIN unnest($2::text[], $3::text[]) AS k (trace_id, event_id)
+         ON e.namespace = $1 AND e.trace_id = k.trace_id AND e.event_id = k.event_id`,
+    [ns, events.map((e) => e.traceId), events.map((e) => e.eventId)],
   );
   return new Map(result.rows.map((r) => [`${r.trace_id}\u0000${r.event_id}`, { sequence: r.sequence, offset: r.event_offset }]));
 }
@@ -323,12 +351,12 @@ async function findStored(tx: Queryable, events: NewTraceEvent[]): Promise<Map<s
  * held from there until commit, so the heads update stays outside it. Queues
  * one NOTIFY for the whole batch. Returns the offset before the first event's.
  */
-async function insertEvents(tx: Queryable, fresh: FreshEvent[], heads: Map<string, Head>, ingestTime: string): Promise<number> {
+async function insertEvents(tx: Queryable, ns: string, fresh: FreshEvent[], heads: Map<string, Head>, ingestTime: string): Promise<number> {
   await tx.query(
     `UPDATE trace_heads h SET last_sequence = m.last_sequence, last_hash = m.last_hash
-       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS m (trace_id, last_sequence, last_hash)
-      WHERE h.trace_id = m.trace_id`,
-    [[...heads.keys()], [...heads.values()].map((h) => h.sequence), [...heads.values()].map((h) => h.hash)],
+       FROM unnest($2::text[], $3::bigint[], $4::text[]) AS m (trace_id, last_sequence, last_hash)
+      WHERE h.namespace = $1 AND h.trace_id = m.trace_id`,
+    [ns, [...heads.keys()], [...heads.values()].map((h) => h.sequence), [...heads.values()].map((h) => h.hash)],
   );
   // One JSON document for the whole batch: PostgreSQL parses it faster than
   // pg can escape ten array literals.
@@ -349,23 +377,24 @@ async function insertEvents(tx: Queryable, fresh: FreshEvent[], heads: Map<strin
     `WITH alloc AS (
        UPDATE trace_offsets SET last_offset = last_offset + $2 RETURNING last_offset - $2 AS base
      ), inserted AS (
-       INSERT INTO trace_events (event_offset, trace_id, sequence, event_id, session_id, event_type, severity,
+       INSERT INTO trace_events (namespace, event_offset, trace_id, sequence, event_id, session_id, event_type, severity,
                                  event_time, payload, ingest_time, prev_hash, event_hash)
-       SELECT alloc.base + v.ord, v.trace_id, v.sequence, v.event_id, v.session_id, v.event_type, v.severity,
+       SELECT $4, alloc.base + v.ord, v.trace_id, v.sequence, v.event_id, v.session_id, v.event_type, v.severity,
               v.event_time, v.payload, $3, v.prev_hash, v.event_hash
          FROM alloc, jsonb_to_recordset($1::jsonb) AS v (ord int, trace_id text, sequence bigint, event_id text,
               session_id text, event_type text, severity smallint, event_time timestamptz, payload jsonb,
               prev_hash text, event_hash text)
      )
      SELECT base, pg_notify('${CHANNELS.traceEvents}', (base + $2)::text) FROM alloc`,
-    [JSON.stringify(rows), fresh.length, ingestTime],
+    [JSON.stringify(rows), fresh.length, ingestTime, ns],
   );
   return result.rows[0]!.base;
 }
 
 /**
- * What deleting sessions does to trace events (inside the deleting
- * transaction): a trace whose every event belongs to these sessions is
+ * What deleting sessions of `ns` does to that namespace's trace events
+ * (inside the deleting transaction): a trace whose every event belongs to
+ * these sessions is
  * deleted whole, events and head, so a later append starts it afresh at
  * sequence 1. A trace that also holds events of another session, or with no
  * session, is kept whole, these sessions' events included: deleting only
@@ -381,27 +410,29 @@ async function insertEvents(tx: Queryable, fresh: FreshEvent[], heads: Map<strin
  * COMMITTED), so it sees every event those appends committed, and only then
  * decides which traces hold no event of another session.
  */
-export function onSessionsDeleted(q: Queryable, sessionIds: string[]): Promise<void> {
+export function onSessionsDeleted(q: Queryable, ns: string, sessionIds: string[]): Promise<void> {
   // Atomic so that the locks are held to the end even if called on the pool.
   return q.atomic(async (tx) => {
     const locked = await tx.query<{ trace_id: string }>(
       `SELECT trace_id FROM trace_heads
-        WHERE trace_id IN (SELECT DISTINCT trace_id FROM trace_events WHERE session_id = ANY ($1::text[]))
+        WHERE namespace = $1
+          AND trace_id IN (SELECT DISTINCT trace_id FROM trace_events WHERE namespace = $1 AND session_id = ANY ($2::text[]))
         ORDER BY trace_id COLLATE "C"
           FOR UPDATE`,
-      [sessionIds],
+      [ns, sessionIds],
     );
     if (locked.rows.length === 0) return;
     await tx.query(
       `WITH owned AS (
          SELECT h.trace_id FROM trace_heads h
-          WHERE h.trace_id = ANY ($2::text[])
-            AND NOT EXISTS (SELECT 1 FROM trace_events e WHERE e.trace_id = h.trace_id AND e.session_id <> ALL ($1::text[]))
+          WHERE h.namespace = $1 AND h.trace_id = ANY ($3::text[])
+            AND NOT EXISTS (SELECT 1 FROM trace_events e
+                             WHERE e.namespace = $1 AND e.trace_id = h.trace_id AND e.session_id <> ALL ($2::text[]))
        ), events AS (
-         DELETE FROM trace_events e USING owned WHERE e.trace_id = owned.trace_id
+         DELETE FROM trace_events e USING owned WHERE e.namespace = $1 AND e.trace_id = owned.trace_id
        )
-       DELETE FROM trace_heads h USING owned WHERE h.trace_id = owned.trace_id`,
-      [sessionIds, locked.rows.map((r) => r.trace_id)],
+       DELETE FROM trace_heads h USING owned WHERE h.namespace = $1 AND h.trace_id = owned.trace_id`,
+      [ns, sessionIds, locked.rows.map((r) => r.trace_id)],
     );
   });
 }

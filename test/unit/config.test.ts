@@ -15,8 +15,8 @@ it("has sensible defaults", () => {
 });
 
 it("flags override environment variables", () => {
-  const config = loadConfig(["--listen", "0.0.0.0:6000", "--db-pool-max", "3"], { CAIRN_LISTEN: "127.0.0.1:1", CAIRN_DB_POOL_MAX: "9", CAIRN_LOG_LEVEL: "warn" });
-  expect(config).toMatchObject({ listen: "0.0.0.0:6000", dbPoolMax: 3, logLevel: "warn" });
+  const config = loadConfig(["--listen", "127.0.0.2:6000", "--db-pool-max", "3"], { CAIRN_LISTEN: "127.0.0.1:1", CAIRN_DB_POOL_MAX: "9", CAIRN_LOG_LEVEL: "warn" });
+  expect(config).toMatchObject({ listen: "127.0.0.2:6000", dbPoolMax: 3, logLevel: "warn" });
 });
 
 it("names every bad setting at once", () => {
@@ -34,4 +34,20 @@ it("names every bad setting at once", () => {
 
 it("an empty DATABASE_URL means embedded", () => {
   expect(loadConfig([], { DATABASE_URL: "" }).databaseUrl).toBeUndefined();
+});
+
+it("refuses a non-loopback address without auth, or tokens over plaintext, unless CAIRN_INSECURE=true; the message names the fix", () => {
+  expect(() => loadConfig([], { CAIRN_LISTEN: "0.0.0.0:50051" })).toThrow(/CAIRN_AUTH_FILE.*CAIRN_INSECURE=true/s);
+  expect(() => loadConfig([], { CAIRN_LISTEN: "0.0.0.0:50051", CAIRN_AUTH_FILE: "/x/auth.yaml" })).toThrow(/CAIRN_TLS_CERT_FILE.*CAIRN_INSECURE=true/s);
+  expect(loadConfig([], { CAIRN_LISTEN: "0.0.0.0:50051", CAIRN_INSECURE: "true" }).insecure).toBe(true);
+  const secure = loadConfig([], {
+    CAIRN_LISTEN: "[::]:50051",
+    CAIRN_AUTH_FILE: "/x/auth.yaml",
+    CAIRN_TLS_CERT_FILE: "/x/cert.pem",
+    CAIRN_TLS_KEY_FILE: "/x/key.pem",
+  });
+  expect(secure.tls).toEqual({ certFile: "/x/cert.pem", keyFile: "/x/key.pem", clientCaFile: undefined });
+  // Loopback needs neither.
+  for (const listen of ["127.0.0.1:1", "[::1]:1", "localhost:1"]) expect(loadConfig([], { CAIRN_LISTEN: listen }).listen).toBe(listen);
+  expect(() => loadConfig([], { CAIRN_TLS_CERT_FILE: "/x/cert.pem" })).toThrow(/CAIRN_TLS_KEY_FILE/);
 });

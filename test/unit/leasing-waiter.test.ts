@@ -9,7 +9,7 @@ const quietHub = { listen: () => () => {} };
 it("leaves no abort listener behind, however each wait ends", async () => {
   const call = new AbortController();
   const stopping = new AbortController();
-  const w = waiter(quietHub, "q", [call.signal, stopping.signal]);
+  const w = waiter(quietHub, "default", "q", [call.signal, stopping.signal]);
   // Every round ends on its timeout, as a quiet queue's backstop does.
   for (let round = 0; round < 20; round++) await w.wait(1);
   expect(getEventListeners(call.signal, "abort")).toHaveLength(0);
@@ -26,7 +26,7 @@ it("leaves no abort listener behind, however each wait ends", async () => {
 it("a wait ends at once when any of its signals aborts", async () => {
   const call = new AbortController();
   const stopping = new AbortController();
-  const w = waiter(quietHub, "q", [call.signal, stopping.signal]);
+  const w = waiter(quietHub, "default", "q", [call.signal, stopping.signal]);
   const waiting = w.wait(60_000);
   stopping.abort();
   await waiting;

@@ -86,8 +86,15 @@ function promisify<S extends ServiceDefinition>(
   client: grpc.Client,
   definition: S,
   messages: Record<string, unknown>,
+  base: grpc.Metadata,
 ): PromiseClient<S> {
   const wrapped: Record<string, unknown> = {};
+  // The client's own metadata (token, namespace), then the call's, which wins.
+  const metadataOf = (options: CallOptions) => {
+    const merged = base.clone();
+    if (options.metadata) merged.merge(options.metadata);
+    return merged;
+  };
   for (const [name, method] of Object.entries(definition)) {
     // Every cairn.v1 request message is named after its method.
     const requestType = messages[`${upperFirst(name)}Request`] as MessageFns<unknown> | undefined;
@@ -102,7 +109,7 @@ function promisify<S extends ServiceDefinition>(
     if (method.requestStream) {
       wrapped[name] = (options: CallOptions = {}) =>
         cancelOnAbort(
-          client.makeBidiStreamRequest(method.path, serialize, deserialize, options.metadata ?? new grpc.Metadata(), callOptions(options)),
+          client.makeBidiStreamRequest(method.path, serialize, deserialize, metadataOf(options), callOptions(options)),
           options,
         );
       continue;
@@ -115,7 +122,7 @@ function promisify<S extends ServiceDefinition>(
             serialize,
             deserialize,
             request,
-            options.metadata ?? new grpc.Metadata(),
+            metadataOf(options),
             callOptions(options),
           ),
           options,
@@ -129,7 +136,7 @@ function promisify<S extends ServiceDefinition>(
           serialize,
           deserialize,
           request,
-          options.metadata ?? new grpc.Metadata(),
+          metadataOf(options),
           callOptions(options),
           (error, response) => (error ? reject(error) : resolve(response)),
         );
@@ -158,8 +165,22 @@ function withRoomForDocuments<T>(deserialize: (bytes: Buffer) => T): (bytes: Buf
 }
 
 export interface CairnClientOptions {
+  /** Sent as `authorization: Bearer <token>` on every call (an opaque token or a JWT). */
+  token?: string;
+  /** Sent as `x-cairn-namespace` on every call; the principal's default namespace when unset. */
+  namespace?: string;
+  /** TLS: the CA that signed the server's certificate (PEM), and for mTLS the client's own certificate and key. */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+  /** Channel credentials of your own (overrides `tls`). */
   credentials?: grpc.ChannelCredentials;
   channelOptions?: grpc.ChannelOptions;
+}
+
+function channelCredentials(options: CairnClientOptions): grpc.ChannelCredentials {
+  if (options.credentials) return options.credentials;
+  if (!options.tls) return grpc.credentials.createInsecure();
+  const pem = (value: string | Buffer | undefined) => (value === undefined ? null : Buffer.from(value));
+  return grpc.credentials.createSsl(pem(options.tls.ca), pem(options.tls.key), pem(options.tls.cert));
 }
 
 /** One channel shared by promise clients for the five Cairn services. */
@@ -179,7 +200,10 @@ export class CairnClient {
   };
 
   constructor(address: string, options: CairnClientOptions = {}) {
-    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const credentials = channelCredentials(options);
+    const base = new grpc.Metadata();
+    if (options.token) base.set("authorization", `Bearer ${options.token}`);
+    if (options.namespace) base.set("x-cairn-namespace", options.namespace);
     const sessions = new session.SessionServiceClient(address, credentials, options.channelOptions);
     // Every further client shares the first one's channel.
     const shared = { ...options.channelOptions, channelOverride: sessions.getChannel() };
@@ -190,11 +214,11 @@ export class CairnClient {
       keyValue: new keyvalue.KeyValueServiceClient(address, credentials, shared),
       jobs: new job.JobServiceClient(address, credentials, shared),
     };
-    this.sessions = promisify(this.raw.sessions, session.SessionServiceService, session);
-    this.resolutions = promisify(this.raw.resolutions, resolution.ResolutionServiceService, resolution);
-    this.traces = promisify(this.raw.traces, trace.TraceEventServiceService, trace);
-    this.keyValue = promisify(this.raw.keyValue, keyvalue.KeyValueServiceService, keyvalue);
-    this.jobs = promisify(this.raw.jobs, job.JobServiceService, job);
+    this.sessions = promisify(this.raw.sessions, session.SessionServiceService, session, base);
+    this.resolutions = promisify(this.raw.resolutions, resolution.ResolutionServiceService, resolution, base);
+    this.traces = promisify(this.raw.traces, trace.TraceEventServiceService, trace, base);
+    this.keyValue = promisify(this.raw.keyValue, keyvalue.KeyValueServiceService, keyvalue, base);
+    this.jobs = promisify(this.raw.jobs, job.JobServiceService, job, base);
   }
 
   close(): void {
