@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { HealthClient } from "@cairn/client/gen/grpc/health/v1/health";
-import { credentials } from "@grpc/grpc-js";
+import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
 import { freePort, startEmbeddedPostgres } from "../src/db/embedded.js";
 import { migrate } from "../src/db/migrate.js";
 import { createLogger } from "../src/logger.js";
@@ -22,8 +22,8 @@ export interface BenchEnvironment {
   close(): Promise<void>;
 }
 
-async function waitServing(address: string): Promise<void> {
-  const client = new HealthClient(address, credentials.createInsecure());
+async function waitServing(address: string, channel: ChannelCredentials): Promise<void> {
+  const client = new HealthClient(address, channel);
   try {
     for (let i = 0; i < 600; i++) {
       const serving = await new Promise<boolean>((resolve) =>
@@ -38,8 +38,15 @@ async function waitServing(address: string): Promise<void> {
   }
 }
 
-/** `env`: more CAIRN_* settings for the daemon (a benchmark's own limits). */
-export async function startBenchEnvironment(poolMax = 20, env: Record<string, string> = {}): Promise<BenchEnvironment> {
+/**
+ * `env`: more CAIRN_* settings for the daemon (a benchmark's own limits);
+ * `channel`: how to reach it (TLS when the env turns TLS on).
+ */
+export async function startBenchEnvironment(
+  poolMax = 20,
+  env: Record<string, string> = {},
+  channel: ChannelCredentials = credentials.createInsecure(),
+): Promise<BenchEnvironment> {
   const log = createLogger("warn");
   let adminUrl = process.env.CAIRN_BENCH_DATABASE_URL;
   let stopEmbedded = async () => {};
@@ -75,7 +82,7 @@ export async function startBenchEnvironment(poolMax = 20, env: Record<string, st
     // The daemon logs a line per call, as in production; the lines go nowhere.
     stdio: ["ignore", "ignore", "inherit"],
   });
-  await waitServing(cairnAddress);
+  await waitServing(cairnAddress, channel);
   return {
     databaseUrl,
     cairnAddress,

@@ -2,14 +2,21 @@
 // SQL (the session store's own functions) on a raw pg pool of the same size, in one run.
 // The raw side runs one statement per call; Cairn coalesces the GetSession
 // and UpdateSession calls that arrive together into one statement, which is
-// part of what is measured.
+// part of what is measured. Then the cost of authentication: the same
+// daemon with TLS and a bearer token against plaintext without auth
+// (BENCH_AUTH=0 skips it).
 import { CairnClient } from "@cairn/client";
+import { credentials } from "@grpc/grpc-js";
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { v7 as uuidv7 } from "uuid";
+import { TestCa } from "../test/support/certs.js";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
 import { applyUpdates, createSessions, readSessionKeys } from "../src/sessions/store.js";
 import { startBenchEnvironment } from "./environment.js";
-import { compare, formatTable } from "./measure.js";
+import { compare, formatTable, measure } from "./measure.js";
 
 const CONCURRENCIES = [1, 16, 64];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -74,4 +81,52 @@ export async function benchSessions(): Promise<void> {
     await pool.end();
     await env.close();
   }
+  if (process.env.BENCH_AUTH !== "0") await benchAuthenticated();
+}
+
+/**
+ * What authentication costs: GetSession and CreateSession at concurrency 64
+ * on a plaintext daemon without an auth file, then on one with TLS and a
+ * bearer token (each call's token hashed and checked, its role looked up).
+ */
+async function benchAuthenticated(): Promise<void> {
+  const ca = new TestCa();
+  const server = ca.issue("server", "/CN=cairn-bench", "server");
+  const token = "bench-token";
+  const authFile = join(ca.dir, "auth.yaml");
+  writeFileSync(
+    authFile,
+    `principals:\n  - name: bench\n    token_sha256: ${createHash("sha256").update(token).digest("hex")}\n    namespaces: {"*": admin}\n`,
+  );
+  const measureOn = async (env: Awaited<ReturnType<typeof startBenchEnvironment>>, client: CairnClient) => {
+    const { sessions } = await client.sessions.batchCreateSessions({
+      requests: Array.from({ length: 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
+    });
+    const ids = sessions.map((s) => s.sessionId);
+    const get = (w: number, i: number) => client.sessions.getSession({ sessionId: ids[(w * 7919 + i * 31) % ids.length]! });
+    const create = () => client.sessions.createSession({ session: { agentId: "bench", state: state(0) } });
+    await measure(64, 0.5, get);
+    const g = await measure(64, SECONDS, get);
+    const c = await measure(64, SECONDS, create);
+    client.close();
+    await env.close();
+    return { get: g.callsPerSecond, create: c.callsPerSecond };
+  };
+  const plainEnv = await startBenchEnvironment();
+  const plain = await measureOn(plainEnv, new CairnClient(plainEnv.cairnAddress));
+  const secureEnv = await startBenchEnvironment(
+    20,
+    { CAIRN_AUTH_FILE: authFile, CAIRN_TLS_CERT_FILE: server.certFile, CAIRN_TLS_KEY_FILE: server.keyFile },
+    credentials.createSsl(Buffer.from(ca.ca.cert)),
+  );
+  const secure = await measureOn(secureEnv, new CairnClient(secureEnv.cairnAddress, { token, tls: { ca: ca.ca.cert } }));
+  const row = (name: string, a: number, b: number) => [name, a.toFixed(0), b.toFixed(0), `${((100 * (a - b)) / a).toFixed(1)}%`];
+  console.log(`\nauthentication at concurrency 64 (${SECONDS} s per cell): plaintext without auth vs TLS + bearer token\n`);
+  console.log(
+    formatTable([
+      ["method", "plain calls/s", "TLS+token calls/s", "cost"],
+      row("GetSession", plain.get, secure.get),
+      row("CreateSession", plain.create, secure.create),
+    ]),
+  );
 }
