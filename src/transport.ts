@@ -5,6 +5,9 @@
 // SIGHUP without dropping a connection (tls.Server.setSecureContext), and the
 // subject of each verified client certificate, by peer address, for the
 // authenticator. grpc-js then speaks plain HTTP/2 over the decrypted socket.
+// Sockets are accepted with Nagle's algorithm off, as grpc-js does for its
+// own: a response's HEADERS, DATA and trailers are separate small writes,
+// and Nagle holding them for the peer's delayed ACK costs tens of ms a call.
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
 import net from "node:net";
@@ -44,6 +47,7 @@ export async function listen(server: grpc.Server, address: string, maxConnection
   if (files) {
     const secure = tls.createServer({
       ...secureContext(files),
+      noDelay: true,
       ALPNProtocols: ["h2"],
       // mTLS: every connection must present a certificate the CA signed, at the handshake.
       requestCert: files.clientCaFile !== undefined,
@@ -62,7 +66,7 @@ export async function listen(server: grpc.Server, address: string, maxConnection
     secure.on("tlsClientError", () => {});
     tcp = secure;
   } else {
-    tcp = net.createServer((socket) => injector.injectConnection(socket));
+    tcp = net.createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
   }
   tcp.maxConnections = maxConnections;
   const colon = address.lastIndexOf(":");

@@ -20,8 +20,12 @@ export class Authenticator implements CallerSettler {
     private readonly peerSubject: (peer: string) => string | undefined,
   ) {}
 
-  async settle(method: string, call: CallCredentials): Promise<Caller> {
-    const principal = await this.principalOf(call);
+  settle(method: string, call: CallCredentials): Caller | Promise<Caller> {
+    const principal = this.principalOf(call);
+    return principal instanceof Promise ? principal.then((p) => this.authorize(method, call, p)) : this.authorize(method, call, principal);
+  }
+
+  private authorize(method: string, call: CallCredentials, principal: Principal): Caller {
     const namespace = requestedNamespace(call.metadata) ?? principal.defaultNamespace ?? DEFAULT_NAMESPACE;
     const required = METHOD_ROLES[method];
     // A method without a role is refused to everyone (and a test says which).
@@ -31,7 +35,7 @@ export class Authenticator implements CallerSettler {
     return { principal: principal.name, namespace };
   }
 
-  private async principalOf(call: CallCredentials): Promise<Principal> {
+  private principalOf(call: CallCredentials): Principal | Promise<Principal> {
     const token = bearerToken(call);
     if (token !== undefined) return token.split(".").length === 3 && this.config().jwt ? this.fromJwt(token) : this.fromToken(token);
     const subject = this.peerSubject(call.peer);

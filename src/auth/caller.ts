@@ -25,8 +25,13 @@ export interface CallCredentials {
 }
 
 export interface CallerSettler {
-  /** The caller of `method` ("cairn.v1.SessionService/GetSession"), or UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT. */
-  settle(method: string, call: CallCredentials): Promise<Caller>;
+  /**
+   * The caller of `method` ("cairn.v1.SessionService/GetSession"), or throws
+   * UNAUTHENTICATED / PERMISSION_DENIED / INVALID_ARGUMENT. Synchronous
+   * where it can be (tokens, certificates): only a JWT needs a promise, and
+   * deferring grpc-js's metadata step costs every call measurable latency.
+   */
+  settle(method: string, call: CallCredentials): Caller | Promise<Caller>;
 }
 
 /** The namespace a call names in its header (validated), or undefined when it names none. */
@@ -42,7 +47,7 @@ export function requestedNamespace(metadata: grpc.Metadata): string | undefined 
 
 /** Without CAIRN_AUTH_FILE every caller is an admin of every namespace (loopback only, see config). */
 export const openDoor: CallerSettler = {
-  async settle(_method, call) {
+  settle(_method, call) {
     return { principal: "anonymous", namespace: requestedNamespace(call.metadata) ?? DEFAULT_NAMESPACE };
   },
 };

@@ -51,16 +51,22 @@ export function callInterceptor(log: Logger, callers: CallerSettler): grpc.Serve
     };
     const settle = (metadata: grpc.Metadata, next: (metadata: grpc.Metadata) => void) => {
       if (!cairnMethod) return next(metadata);
-      callers.settle(name, { metadata, peer: base.getPeer() }).then(
-        (settled) => {
-          caller = settled;
-          rememberCaller(metadata, settled);
-          next(metadata);
-        },
-        // Refused before the handler: straight to the innermost call (this
-        // layer holds statuses back while metadata is being processed).
-        (error) => base.sendStatus(toServiceError(asCairnError(error))),
-      );
+      const accept = (settled: Caller) => {
+        caller = settled;
+        rememberCaller(metadata, settled);
+        next(metadata);
+      };
+      // Refused before the handler: straight to the innermost call (this
+      // layer holds statuses back while metadata is being processed).
+      const refuse = (error: unknown) => base.sendStatus(toServiceError(asCairnError(error)));
+      let settled: Caller | Promise<Caller>;
+      try {
+        settled = callers.settle(name, { metadata, peer: base.getPeer() });
+      } catch (error) {
+        return refuse(error);
+      }
+      if (settled instanceof Promise) settled.then(accept, refuse);
+      else accept(settled);
     };
     return new grpc.ServerInterceptingCall(call, {
       start: (next) => next({ onReceiveMetadata: settle, onCancel: () => logOnce(grpc.status.CANCELLED) }),
