@@ -17,7 +17,8 @@ ENV NODE_ENV=production \
     CAIRN_DATA_DIR=/var/lib/cairn/data \
     CAIRN_AUTH_FILE=/etc/cairn/auth.yaml \
     CAIRN_TLS_CERT_FILE=/etc/cairn/tls.crt \
-    CAIRN_TLS_KEY_FILE=/etc/cairn/tls.key
+    CAIRN_TLS_KEY_FILE=/etc/cairn/tls.key \
+    CAIRN_METRICS_LISTEN=0.0.0.0:9464
 RUN groupadd --system cairn && useradd --system --gid cairn --home-dir /var/lib/cairn cairn \
     && mkdir -p /var/lib/cairn && chown cairn:cairn /var/lib/cairn
 WORKDIR /app
@@ -28,7 +29,8 @@ COPY --from=build /app/migrations ./migrations
 COPY --from=build /app/clients/typescript/package.json ./clients/typescript/
 COPY --from=build /app/clients/typescript/dist ./clients/typescript/dist
 USER cairn
-EXPOSE 50051
+# 9464: /metrics, /healthz, /readyz for the orchestrator (plain HTTP, no auth: keep it off public networks).
+EXPOSE 50051 9464
 # Without DATABASE_URL the image runs its embedded PostgreSQL in /var/lib/cairn
 # (mount a volume there); set DATABASE_URL to use your own PostgreSQL 15+.
 ENTRYPOINT ["node", "dist/src/main.js"]

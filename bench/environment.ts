@@ -77,6 +77,8 @@ export async function startBenchEnvironment(
       CAIRN_LISTEN: cairnAddress,
       CAIRN_DB_POOL_MAX: String(poolMax),
       CAIRN_LOG_LEVEL: process.env.CAIRN_BENCH_LOG_LEVEL ?? "info",
+      // Benchmarks start several daemons; one default metrics port would collide.
+      CAIRN_METRICS_LISTEN: "127.0.0.1:0",
       ...env,
     },
     // The daemon logs a line per call, as in production; the lines go nowhere.

@@ -4,7 +4,8 @@
 // and UpdateSession calls that arrive together into one statement, which is
 // part of what is measured. Then the cost of authentication: the same
 // daemon with TLS and a bearer token against plaintext without auth
-// (BENCH_AUTH=0 skips it).
+// (BENCH_AUTH=0 skips it). Then the cost of the metrics: the same daemon with
+// the operations endpoint off and on (BENCH_METRICS=0 skips it).
 import { CairnClient } from "@cairn/client";
 import { credentials } from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
@@ -15,6 +16,8 @@ import { TestCa } from "../test/support/certs.js";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
 import { applyUpdates, createSessions, readSessionKeys } from "../src/sessions/store.js";
+import { performance } from "node:perf_hooks";
+import { GrpcServerMetrics } from "../src/ops/metrics.js";
 import { startBenchEnvironment } from "./environment.js";
 import { compare, formatTable, measure } from "./measure.js";
 
@@ -82,6 +85,65 @@ export async function benchSessions(): Promise<void> {
     await env.close();
   }
   if (process.env.BENCH_AUTH !== "0") await benchAuthenticated();
+  if (process.env.BENCH_METRICS !== "0") await benchMetrics();
+}
+
+/**
+ * What the metrics cost on the hot path: GetSession at concurrency 64 on a
+ * daemon with CAIRN_METRICS_LISTEN="" (off) and on one with it on (port 0
+ * rather than the default 9464, so that nothing else on the machine can
+ * make the start fail; the code path is the same). Both daemons stay up and
+ * the rounds alternate, so that drift of the machine falls on both sides.
+ */
+export async function benchMetrics(): Promise<void> {
+  const ROUNDS = Number(process.env.BENCH_METRICS_ROUNDS ?? 3);
+  const off = await startBenchEnvironment(20, { CAIRN_METRICS_LISTEN: "" });
+  const on = await startBenchEnvironment(20, { CAIRN_METRICS_LISTEN: "127.0.0.1:0" });
+  const prepare = async (env: Awaited<ReturnType<typeof startBenchEnvironment>>) => {
+    const client = new CairnClient(env.cairnAddress);
+    const { sessions } = await client.sessions.batchCreateSessions({
+      requests: Array.from({ length: 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
+    });
+    const ids = sessions.map((s) => s.sessionId);
+    const get = (w: number, i: number) => client.sessions.getSession({ sessionId: ids[(w * 7919 + i * 31) % ids.length]! });
+    await measure(64, 0.5, get);
+    return { client, get };
+  };
+  const a = await prepare(off);
+  const b = await prepare(on);
+  const totals = { off: 0, on: 0 };
+  for (let round = 0; round < ROUNDS; round++) {
+    totals.off += (await measure(64, SECONDS, a.get)).callsPerSecond / ROUNDS;
+    totals.on += (await measure(64, SECONDS, b.get)).callsPerSecond / ROUNDS;
+  }
+  for (const [env, side] of [
+    [off, a],
+    [on, b],
+  ] as const) {
+    side.client.close();
+    await env.close();
+  }
+  console.log(`\nmetrics at concurrency 64 (${ROUNDS} alternating rounds of ${SECONDS} s): CAIRN_METRICS_LISTEN="" vs on\n`);
+  console.log(
+    formatTable([
+      ["method", "off calls/s", "on calls/s", "cost"],
+      ["GetSession", totals.off.toFixed(0), totals.on.toFixed(0), `${((100 * (totals.off - totals.on)) / totals.off).toFixed(1)}%`],
+    ]),
+  );
+  // On a busy machine the difference above is mostly noise; this bounds the
+  // cost from below the noise: the work the interceptor adds to one call,
+  // times the calls per second, is the share of the daemon's one JS thread
+  // that the metrics take at that throughput.
+  const grpcMetrics = new GrpcServerMetrics();
+  const N = 2_000_000;
+  const t0 = performance.now();
+  for (let i = 0; i < N; i++) {
+    const record = grpcMetrics.method("/cairn.v1.SessionService/GetSession", false, false);
+    record.started++;
+    record.handle(0, (i % 100) / 10_000);
+  }
+  const ns = ((performance.now() - t0) * 1e6) / N;
+  console.log(`\nmetrics work per call: ${ns.toFixed(0)} ns; at ${totals.off.toFixed(0)} calls/s that is ${((ns * totals.off) / 1e7).toFixed(3)}% of one thread`);
 }
 
 /**

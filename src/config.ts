@@ -36,6 +36,8 @@ export interface StreamLimits {
 
 export interface Config {
   listen: string;
+  /** Operations endpoint (/metrics, /healthz, /readyz); undefined: off. */
+  metricsListen: string | undefined;
   /** Unset: start an embedded PostgreSQL under dataDir. */
   databaseUrl: string | undefined;
   dataDir: string;
@@ -70,6 +72,12 @@ export interface Config {
   tls: TlsFiles | undefined;
   /** Explicit consent to serve a non-loopback address without auth, or tokens without TLS. */
   insecure: boolean;
+  /**
+   * The standard OTEL_* variables (tracing, ops/tracing.ts), taken from the
+   * environment loadConfig was given rather than read from process.env later,
+   * so that one process can run daemons with different settings (the tests).
+   */
+  otel: Record<string, string>;
 }
 
 export interface TlsFiles {
@@ -108,6 +116,11 @@ function hostPort(raw: string): string {
   return raw.trim();
 }
 
+/** Empty turns the operations endpoint off. */
+function optionalHostPort(raw: string): string | undefined {
+  return raw.trim() === "" ? undefined : hostPort(raw);
+}
+
 function postgresUrl(raw: string): string | undefined {
   if (raw.trim() === "") return undefined;
   let url: URL;
@@ -139,6 +152,13 @@ function logLevel(raw: string): string {
 
 export const SETTINGS = {
   listen: { env: "CAIRN_LISTEN", flag: "listen", default: "127.0.0.1:50051", parse: hostPort, help: "gRPC listen address" },
+  metricsListen: {
+    env: "CAIRN_METRICS_LISTEN",
+    flag: "metrics-listen",
+    default: "127.0.0.1:9464" as string | undefined,
+    parse: optionalHostPort,
+    help: "HTTP address of /metrics, /healthz and /readyz (empty: off)",
+  },
   databaseUrl: {
     env: "DATABASE_URL",
     flag: "database-url",
@@ -386,6 +406,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   requireSecureDefaults(v.listen, v.authFile, tls, v.insecure);
   return {
     listen: v.listen,
+    metricsListen: v.metricsListen,
     databaseUrl: v.databaseUrl,
     dataDir: v.dataDir,
     embeddedPgPort: v.embeddedPgPort,
@@ -423,6 +444,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     authFile: v.authFile,
     tls,
     insecure: v.insecure,
+    otel: Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[0].startsWith("OTEL_") && e[1] !== undefined)),
   };
 }
 

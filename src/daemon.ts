@@ -10,6 +10,9 @@ import { DatabaseMonitor } from "./db/monitor.js";
 import { CHANNELS, NotifyHub } from "./db/notify-hub.js";
 import { createPool } from "./db/pool.js";
 import type { Logger } from "./logger.js";
+import { startOpsServer } from "./ops/http.js";
+import { CairnMetrics } from "./ops/metrics.js";
+import { type Tracing, startTracing } from "./ops/tracing.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { type CallerSettler, openDoor } from "./auth/caller.js";
 import { type AuthConfig, loadAuthFile } from "./auth/file.js";
@@ -22,6 +25,8 @@ const STARTUP_RETRY_MS = 60_000;
 export interface Daemon {
   /** host:port actually bound (CAIRN_LISTEN may ask for port 0). */
   address: string;
+  /** host:port of the operations endpoint (/metrics, /healthz, /readyz); undefined when CAIRN_METRICS_LISTEN is empty. */
+  metricsAddress: string | undefined;
   databaseUrl: string;
   /** Open streams of Cairn's services by method name (SubscribeEvents, Watch, …). */
   openStreams(): Map<string, number>;
@@ -71,18 +76,32 @@ async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
-  const database = await resolveDatabase(config, log);
+  // First, so that /healthz answers (and /readyz says 503) while the database starts and migrates.
+  const metrics = config.metricsListen ? new CairnMetrics() : undefined;
+  let ready = false;
+  let stopRequested = false;
+  const ops = metrics ? await startOpsServer(config.metricsListen!, metrics, () => ready, log) : undefined;
+  let database: Awaited<ReturnType<typeof resolveDatabase>>;
+  try {
+    database = await resolveDatabase(config, log);
+  } catch (error) {
+    await ops?.close();
+    throw error;
+  }
   let pool: pg.Pool | undefined;
   let hub: NotifyHub | undefined;
+  let tracing: Tracing | undefined;
   try {
     await migrateWhenReachable(database.url, log);
+    // Undefined unless an OTLP endpoint is configured: then nothing is traced at all.
+    tracing = startTracing(config.otel, log);
     pool = createPool({
       connectionString: database.url,
       max: config.dbPoolMax,
       statementTimeoutMs: config.statementTimeoutMs,
       poolWaitMs: config.poolWaitMs,
     });
-    const db = new Database(pool);
+    const db = new Database(pool, tracing);
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
     // The principals are read before anything is served: a bad auth file stops the start.
@@ -91,8 +110,17 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const callers: CallerSettler = auth
       ? new Authenticator(() => auth!, (peer) => listener?.peerSubject(peer))
       : openDoor;
-    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers);
-    const monitor = new DatabaseMonitor(database.url, config.healthCheckIntervalMs, log, setServing);
+    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers, metrics);
+    if (metrics) {
+      metrics.sources.pool = pool;
+      metrics.sources.streams = () => streams.countsByKind();
+      for (const loop of background) loop.onReaped = (kind, removed) => metrics.reaperDeleted.inc({ kind }, removed);
+    }
+    // Readiness follows the monitor, as gRPC health does; migrations are done by now.
+    const monitor = new DatabaseMonitor(database.url, config.healthCheckIntervalMs, log, (reachable) => {
+      ready = reachable && !stopRequested;
+      setServing(reachable);
+    });
     // A call that failed to reach the database has the monitor look at once.
     db.onConnectionError = () => void monitor.probe();
     listener = await listen(server, config.listen, config.maxConnections, config.tls);
@@ -123,6 +151,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const stop = () =>
       (stopping ??= (async () => {
         log.info("shutting down");
+        stopRequested = true;
+        ready = false;
         setServing(false);
         listener!.stopAccepting();
         // Waits for work end at once (with what they have), and streams never
@@ -145,13 +175,19 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         await hub!.stop();
         await pool!.end();
         await database.embedded?.stop();
+        await ops?.close();
+        // Last: exports the spans of the calls that ended during shutdown. A
+        // collector that cannot be reached costs at most the exporter's timeout.
+        await tracing?.stop().catch((error: unknown) => log.warn({ err: (error as Error).message }, "tracing: spans not exported at shutdown"));
         log.info("stopped");
       })());
-    return { address, databaseUrl: database.url, openStreams: () => streams.countsByKind(), reload, stop };
+    return { address, metricsAddress: ops?.address, databaseUrl: database.url, openStreams: () => streams.countsByKind(), reload, stop };
   } catch (error) {
     await hub?.stop();
     await pool?.end().catch(() => {});
     await database.embedded?.stop();
+    await ops?.close();
+    await tracing?.stop().catch(() => {});
     throw error;
   }
 }

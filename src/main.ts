@@ -30,12 +30,16 @@ async function serve(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
   const log = createLogger(config.logLevel);
   const daemon = await startDaemon(config, log);
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
+    if (firstSignalAt !== undefined) {
+      // Ctrl-C at a terminal reaches both npm and the daemon, and npm passes
+      // it on: the same signal twice at once is one request, not two.
+      if (Date.now() - firstSignalAt < 1_000) return;
       log.warn({ signal }, "second signal: exiting at once");
       process.exit(1);
     }
+    firstSignalAt = Date.now();
     log.info({ signal }, "signal received");
     daemon.stop().then(
       () => process.exit(0),

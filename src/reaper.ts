@@ -22,6 +22,8 @@ export interface ReaperTask {
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Told of every task's removals (cairn_reaper_deleted_total); set by the daemon. */
+  onReaped: ((task: string, removed: number) => void) | undefined;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -61,7 +63,10 @@ export class Reaper {
       for (const task of this.tasks) {
         try {
           const removed = await task.run();
-          if (removed > 0) this.log.info({ task: task.name, removed }, "reaped");
+          if (removed > 0) {
+            this.log.info({ task: task.name, removed }, "reaped");
+            this.onReaped?.(task.name, removed);
+          }
         } catch (error) {
           this.log.warn({ task: task.name, err: error }, "reaper task failed; retrying next round");
         }

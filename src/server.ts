@@ -19,6 +19,7 @@ import { callInterceptor } from "./grpc/interceptor.js";
 import { StreamRegistry } from "./grpc/streams.js";
 import { addReflection } from "./grpc/reflection.js";
 import type { Logger } from "./logger.js";
+import type { CairnMetrics } from "./ops/metrics.js";
 import { LOCKS, Reaper } from "./reaper.js";
 import { jobHandlers } from "./jobs/service.js";
 import * as jobs from "./jobs/store.js";
@@ -45,10 +46,17 @@ export interface BuiltServer {
   beginStopping(): void;
 }
 
-export function buildServer(config: Config, db: Database, hub: NotifyHub, log: Logger, callers: CallerSettler = openDoor): BuiltServer {
+export function buildServer(
+  config: Config,
+  db: Database,
+  hub: NotifyHub,
+  log: Logger,
+  callers: CallerSettler = openDoor,
+  metrics?: CairnMetrics,
+): BuiltServer {
   const server = new grpc.Server({
     // First (and only) interceptor: it must see grpc-js's own statuses too.
-    interceptors: [callInterceptor(log, callers)],
+    interceptors: [callInterceptor(log, callers, metrics?.grpc, db.tracing)],
     "grpc.max_receive_message_length": config.limits.maxMessageBytes,
     "grpc.max_send_message_length": config.limits.maxMessageBytes,
     "grpc.max_connection_idle_ms": config.connectionIdleMs,
@@ -83,7 +91,7 @@ export function buildServer(config: Config, db: Database, hub: NotifyHub, log: L
   };
   serve(SessionServiceService, sessionHandlers(services));
   serve(ResolutionServiceService, resolutionHandlers(services));
-  serve(TraceEventServiceService, traceHandlers(services));
+  serve(TraceEventServiceService, traceHandlers(services, metrics?.traceEventsAppended));
   serve(KeyValueServiceService, keyValueHandlers(services));
   serve(JobServiceService, jobHandlers(services));
 

@@ -24,7 +24,8 @@ interface Running {
 function cairn(args: string[], env: Record<string, string>): Running {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts", ...args], {
     cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: "", ...env },
+    // Port 0 for the metrics endpoint: test files run in parallel, and 9464 is one port.
+    env: { ...process.env, DATABASE_URL: "", CAIRN_METRICS_LISTEN: "127.0.0.1:0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

@@ -8,6 +8,7 @@
 // simply runs there, so writes of several stores compose into one commit.
 import type pg from "pg";
 import { cancelled } from "../errors.js";
+import type { Tracing } from "../ops/tracing.js";
 import { isConnectionError, translateDbError } from "./errors.js";
 
 /** What a store needs of the call it serves: nothing gRPC-specific. */
@@ -27,27 +28,35 @@ export class Database {
   /** Told when a call could not reach the database, so health looks at once. */
   onConnectionError: (() => void) | undefined;
 
-  constructor(readonly pool: pg.Pool) {}
+  /** tracing: set only when spans are exported; unset, statements run with nothing added. */
+  constructor(
+    readonly pool: pg.Pool,
+    readonly tracing?: Tracing,
+  ) {}
 
   /** The pool, for one call: each statement autocommits and is cancelled with the call. */
   on(scope: CallScope): Queryable {
-    return {
+    const q: Queryable = {
       query: (text, values) => this.withClient(scope, (client) => client.query(text, values)),
       prepared: (name, text, values) => this.withClient(scope, (client) => client.query({ name, text, values })),
       atomic: (fn) => this.transaction(scope, fn),
     };
+    return this.tracing ? traced(this.tracing, q, false) : q;
   }
 
   /** fn runs inside BEGIN..COMMIT; any throw rolls back. */
   transaction<T>(scope: CallScope, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const t = this.tracing;
+    const control = (client: pg.PoolClient, text: string) => (t ? t.statement(text, undefined, () => client.query(text)) : client.query(text));
     return this.withClient(scope, async (client) => {
-      await client.query("BEGIN");
+      await control(client, "BEGIN");
       try {
-        const result = await fn(inTransaction(client, scope.signal));
-        await client.query("COMMIT");
+        const tx = inTransaction(client, scope.signal);
+        const result = await fn(t ? traced(t, tx, true) : tx);
+        await control(client, "COMMIT");
         return result;
       } catch (error) {
-        await client.query("ROLLBACK").catch(() => {});
+        await control(client, "ROLLBACK").catch(() => {});
         throw error;
       }
     });
@@ -117,4 +126,19 @@ function inTransaction(client: pg.PoolClient, signal: AbortSignal | undefined): 
     atomic: (fn) => fn(tx),
   };
   return tx;
+}
+
+/**
+ * q with each statement a span under the active call's (ops/tracing.ts).
+ * Inside a transaction, nested atomic work must get this traced queryable,
+ * not the plain one q's own atomic would hand out; on the pool, q.atomic
+ * opens a transaction that traces itself.
+ */
+function traced(tracing: Tracing, q: Queryable, inTransaction: boolean): Queryable {
+  const t: Queryable = {
+    query: (text, values) => tracing.statement(text, undefined, () => q.query(text, values)),
+    prepared: (name, text, values) => tracing.statement(text, name, () => q.prepared(name, text, values)),
+    atomic: inTransaction ? (fn) => fn(t) : q.atomic,
+  };
+  return t;
 }

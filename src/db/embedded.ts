@@ -72,7 +72,8 @@ export async function startEmbeddedPostgres(
   const bin = join(runAs ? await reachableBinaries(native, runAs, root, log) : native.dir, "bin");
   const clusterDir = runAs ? await reachableDataDir(dataDir, runAs, root, log) : resolve(dataDir);
   if (!existsSync(join(clusterDir, "PG_VERSION"))) {
-    log.info({ dataDir: clusterDir }, "initialising the embedded PostgreSQL data directory");
+    // Said before initdb runs: the first start is silent for its few seconds otherwise.
+    log.info({ dataDir: clusterDir }, `initialising the embedded PostgreSQL in ${clusterDir} (first start takes a few seconds)`);
     await initdb(bin, clusterDir, password, runAs, log);
   } else {
     await stopOrphanedPostmaster(clusterDir, log);

@@ -13,6 +13,8 @@ import { performance } from "node:perf_hooks";
 import { type Caller, type CallerSettler, rememberCaller } from "../auth/caller.js";
 import { CairnError } from "../errors.js";
 import type { Logger } from "../logger.js";
+import type { GrpcServerMetrics } from "../ops/metrics.js";
+import { type CallSpan, type Tracing, tracedListener } from "../ops/tracing.js";
 import { asCairnError, errorBehind, toServiceError, withErrorInfo } from "./status.js";
 
 /** The parts of grpc-js's innermost call object this needs (its class is not exported). */
@@ -28,19 +30,32 @@ interface BaseCall {
  * object's sendStatus, bypassing interceptor responders, so this wraps the
  * method on that one object. It must therefore be the first interceptor.
  */
-export function callInterceptor(log: Logger, callers: CallerSettler): grpc.ServerInterceptor {
+export function callInterceptor(
+  log: Logger,
+  callers: CallerSettler,
+  metrics?: GrpcServerMetrics,
+  tracing?: Tracing,
+): grpc.ServerInterceptor {
   return (method, call) => {
     const base = call as unknown as BaseCall;
     const startedAt = performance.now();
+    // The method's record is looked up once per call; the rest is arithmetic on it.
+    const record = metrics?.method(method.path, method.requestStream, method.responseStream);
+    if (record) record.started++;
     const name = method.path.slice(1);
     const cairnMethod = name.startsWith("cairn.");
     const level = cairnMethod ? "info" : "debug";
     let caller: Caller | undefined;
     let logged = false;
+    // Set once the metadata arrived, on Cairn's methods, when tracing is on.
+    let span: CallSpan | undefined;
     const logOnce = (code: grpc.status, error?: CairnError) => {
       if (logged) return;
       logged = true;
-      logCall(log, level, { method: name, code, durationMs: performance.now() - startedAt, peer: base.getPeer(), caller, error });
+      span?.end(code, error?.reason);
+      const durationMs = performance.now() - startedAt;
+      record?.handle(code, durationMs / 1000);
+      logCall(log, level, { method: name, code, durationMs, peer: base.getPeer(), caller, error });
     };
     const send = base.sendStatus.bind(base);
     base.sendStatus = (status) => {
@@ -69,7 +84,11 @@ export function callInterceptor(log: Logger, callers: CallerSettler): grpc.Serve
       else accept(settled);
     };
     return new grpc.ServerInterceptingCall(call, {
-      start: (next) => next({ onReceiveMetadata: settle, onCancel: () => logOnce(grpc.status.CANCELLED) }),
+      start: (next) => {
+        const listener: grpc.ServerListener = { onReceiveMetadata: settle, onCancel: () => logOnce(grpc.status.CANCELLED) };
+        // Health and reflection (probes, tooling) are not traced; untraced calls keep the plain listener.
+        next(tracing && cairnMethod ? tracedListener(tracing, name, listener, (started) => (span = started)) : listener);
+      },
     });
   };
 }

@@ -83,7 +83,8 @@ function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingest
   });
 }
 
-export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEventServiceService> {
+/** `appended`: counts events actually appended (cairn_trace_events_appended_total); duplicates are not. */
+export function traceHandlers(deps: ServiceDeps, appended?: { inc(n: number): void }): ServiceHandlers<typeof TraceEventServiceService> {
   const { db, limits } = deps;
   // Live events are read and encoded once for every subscriber of this replica.
   const fanout = new TraceFanout(db, (event) =>
@@ -95,7 +96,15 @@ export function traceHandlers(deps: ServiceDeps): ServiceHandlers<typeof TraceEv
     queue.run(
       events.map((e) => traceTurn(ctx.namespace, e.traceId)),
       ctx.signal,
-      () => store.append(db.on(ctx), ctx.namespace, events, ingestTime),
+      async () => {
+        const outcomes = await store.append(db.on(ctx), ctx.namespace, events, ingestTime);
+        if (appended) {
+          let added = 0;
+          for (const o of outcomes) if (!o.duplicate) added++;
+          if (added > 0) appended.inc(added);
+        }
+        return outcomes;
+      },
     );
 
   return {

@@ -6,6 +6,12 @@ way grpcurl does, then describes and calls every method.
 Usage: reflection_client.py HOST:PORT [v1|v1alpha]
 Prints one JSON document: the services, each method's resolved types, and the
 outcome of every call.
+
+Usage: reflection_client.py HOST:PORT call SERVICE/METHOD JSON [TIMEOUT]
+Calls one method with a request written as grpcurl 1.8 takes it after -d
+(see grpcurl_json) and prints its outcome as JSON: {"code", "response" or
+"responses", "message"}; a request grpcurl would refuse to parse gives the
+code "JSON_PARSE". test/readme-grpcurl.test.ts replays the README's commands so.
 """
 import json
 import sys
@@ -14,7 +20,8 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
 ADDRESS = sys.argv[1]
-REFLECTION_VERSION = sys.argv[2] if len(sys.argv) > 2 else "v1"
+REPLAY = sys.argv[2:3] == ["call"]
+REFLECTION_VERSION = sys.argv[2] if len(sys.argv) > 2 and not REPLAY else "v1"
 
 
 def reflection_messages(package):
@@ -109,6 +116,41 @@ class Reflector:
         return pool
 
 
+def snake_to_camel(path):
+    head, *rest = path.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def grpcurl_json(descriptor, value):
+    """`value` (a request for `descriptor`, as grpcurl 1.8 reads it) in the
+    form Python's json_format parses. They differ in one place: grpcurl 1.8
+    (golang/protobuf jsonpb) takes a FieldMask only as {"paths": [...]} and
+    refuses the proto3 JSON string form, which json_format alone accepts.
+    So the string form is refused here as grpcurl would, and the object form
+    turned into the string."""
+    if descriptor.full_name == "google.protobuf.FieldMask":
+        if not isinstance(value, dict) or set(value) - {"paths"}:
+            raise json_format.ParseError(f'grpcurl 1.8 takes a FieldMask only as {{"paths": [...]}}, not {json.dumps(value)}')
+        return ",".join(snake_to_camel(p) for p in value.get("paths", []))
+    if descriptor.full_name.startswith("google.protobuf.") or not isinstance(value, dict):
+        return value  # well-known JSON forms (Struct, Duration, ...) and scalars: the same in both
+    fields = {f.name: f for f in descriptor.fields}
+    fields.update({f.json_name: f for f in descriptor.fields})
+    out = {}
+    for key, item in value.items():
+        field = fields.get(key)
+        if field is None or field.message_type is None:
+            out[key] = item  # unknown names are left for json_format to refuse
+        elif field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            out[key] = {k: grpcurl_json(value_field.message_type, v) for k, v in item.items()} if value_field.message_type else item
+        elif field.label == field.LABEL_REPEATED and isinstance(item, list):
+            out[key] = [grpcurl_json(field.message_type, v) for v in item]
+        else:
+            out[key] = grpcurl_json(field.message_type, item)
+    return out
+
+
 def main():
     channel = grpc.insecure_channel(ADDRESS)
     reflector = Reflector(channel, REFLECTION_VERSION)
@@ -138,7 +180,13 @@ def main():
 
     def call(full, request_json, timeout=10):
         m = methods[full]
-        request = json_format.ParseDict(request_json, cls(m.input_type)())
+        if REPLAY:
+            try:
+                request = json_format.ParseDict(grpcurl_json(m.input_type, request_json), cls(m.input_type)())
+            except (json_format.ParseError, ValueError, TypeError) as e:
+                return {"code": "JSON_PARSE", "message": str(e)}
+        else:
+            request = json_format.ParseDict(request_json, cls(m.input_type)())
         path = f"/{full}"
         ser = lambda msg: msg.SerializeToString()
         de = cls(m.output_type).FromString
@@ -158,6 +206,15 @@ def main():
             return {"code": "OK", "responses": out}
         except grpc.RpcError as e:
             return {"code": e.code().name, "message": e.details(), "responses": out}
+
+    if REPLAY:
+        full, body = sys.argv[3], json.loads(sys.argv[4])
+        if full not in methods:
+            print(json.dumps({"code": "UNKNOWN_METHOD", "message": f"{full} is not served (reflection lists {sorted(methods)})"}))
+            return
+        timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 10
+        print(json.dumps(call(full, body, timeout=timeout), sort_keys=True))
+        return
 
     S = "cairn.v1.SessionService/"
     calls = {}

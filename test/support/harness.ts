@@ -42,6 +42,8 @@ export async function createTestDatabase(prefix = "cairn_test"): Promise<{ name:
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
   const base = loadConfig([], {
     CAIRN_LISTEN: "127.0.0.1:0",
+    // Off unless a test asks (metricsListen: "127.0.0.1:0"): parallel files must not contend for 9464.
+    CAIRN_METRICS_LISTEN: "",
     DATABASE_URL: databaseUrl,
     CAIRN_LOG_LEVEL: process.env.CAIRN_TEST_LOG_LEVEL ?? "silent",
     CAIRN_DB_POOL_MAX: "10",
