@@ -13,9 +13,8 @@ import type { Logger } from "./logger.js";
 import { startOpsServer } from "./ops/http.js";
 import { CairnMetrics } from "./ops/metrics.js";
 import { type Tracing, startTracing } from "./ops/tracing.js";
-import { Authenticator } from "./auth/authenticator.js";
 import { type CallerSettler, openDoor } from "./auth/caller.js";
-import { type AuthConfig, loadAuthFile } from "./auth/file.js";
+import type { AuthConfig } from "./auth/file.js";
 import { buildServer } from "./server.js";
 import { type Listener, listen } from "./transport.js";
 
@@ -94,7 +93,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     await migrateWhenReachable(database.url, log);
     // Undefined unless an OTLP endpoint is configured: then nothing is traced at all.
-    tracing = startTracing(config.otel, log);
+    tracing = await startTracing(config.otel, log);
     pool = createPool({
       connectionString: database.url,
       max: config.dbPoolMax,
@@ -105,10 +104,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
     // The principals are read before anything is served: a bad auth file stops the start.
-    let auth: AuthConfig | undefined = config.authFile ? loadAuthFile(config.authFile) : undefined;
+    // Loaded only with an auth file: jose and yaml cost every start ~80 ms otherwise.
+    const authModules = config.authFile
+      ? await Promise.all([import("./auth/file.js"), import("./auth/authenticator.js")])
+      : undefined;
+    let auth: AuthConfig | undefined = authModules && config.authFile ? authModules[0].loadAuthFile(config.authFile) : undefined;
     let listener: Listener | undefined;
     const callers: CallerSettler = auth
-      ? new Authenticator(() => auth!, (peer) => listener?.peerSubject(peer))
+      ? new authModules![1].Authenticator(() => auth!, (peer) => listener?.peerSubject(peer))
       : openDoor;
     const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers, metrics);
     if (metrics) {
@@ -131,7 +134,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const reload = () => {
       if (config.authFile) {
         try {
-          auth = loadAuthFile(config.authFile);
+          auth = authModules![0].loadAuthFile(config.authFile);
           log.info({ file: config.authFile }, "auth file reloaded");
         } catch (error) {
           log.error({ file: config.authFile, err: (error as Error).message }, "auth file not reloaded; keeping the previous principals");

@@ -236,8 +236,8 @@ it("a call's span continues the caller's traceparent; its SQL statements are chi
 
 it("without an OTLP endpoint, or with tracing switched off, nothing is traced or exported", async () => {
   const log = createLogger("silent");
-  expect(startTracing({}, log)).toBeUndefined();
-  expect(startTracing({ OTEL_SERVICE_NAME: "cairn", OTEL_TRACES_SAMPLER: "always_on" }, log)).toBeUndefined();
+  expect(await startTracing({}, log)).toBeUndefined();
+  expect(await startTracing({ OTEL_SERVICE_NAME: "cairn", OTEL_TRACES_SAMPLER: "always_on" }, log)).toBeUndefined();
 
   const before = receiver.bodies.length;
   const switchedOff: Record<string, string>[] = [{ OTEL_SDK_DISABLED: "true" }, { OTEL_TRACES_EXPORTER: "none" }];

@@ -18,19 +18,8 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import * as grpc from "@grpc/grpc-js";
 import { type Context, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, type Tracer, trace } from "@opentelemetry/api";
-import { ExportResultCode, W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  type Sampler,
-  type SpanExporter,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-} from "@opentelemetry/sdk-trace";
+import type { W3CTraceContextPropagator } from "@opentelemetry/core";
+import type { Sampler, SpanExporter } from "@opentelemetry/sdk-trace";
 import {
   ATTR_DB_OPERATION_NAME,
   ATTR_DB_QUERY_SUMMARY,
@@ -53,7 +42,6 @@ export const MAX_STATEMENT_CHARS = 1024;
 /** The OTel context of the call being served, for the statements it runs. */
 const callContext = new AsyncLocalStorage<Context>();
 
-const propagator = new W3CTraceContextPropagator();
 const metadataGetter: TextMapGetter<grpc.Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
   get: (metadata, key) => {
@@ -94,7 +82,11 @@ export interface Tracing {
 }
 
 /** Tracing as the OTEL_* variables in `env` ask, or undefined when no OTLP endpoint is set (or it is switched off). */
-export function startTracing(env: Readonly<Record<string, string | undefined>>, log: Logger): Tracing | undefined {
+/**
+ * The SDK, the exporter and the resource detection are loaded only here,
+ * when tracing is on: together they add about 100 ms to every start.
+ */
+export async function startTracing(env: Readonly<Record<string, string | undefined>>, log: Logger): Promise<Tracing | undefined> {
   const url = tracesUrl(env);
   if (!url) return undefined;
   if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true") return undefined;
@@ -104,19 +96,26 @@ export function startTracing(env: Readonly<Record<string, string | undefined>>, 
   if (protocol && protocol !== "http/protobuf") {
     log.warn({ protocol }, "only OTLP over http/protobuf is supported; exporting spans with it");
   }
+  const [core, { OTLPTraceExporter }, { defaultResource, resourceFromAttributes }, sdk] = await Promise.all([
+    import("@opentelemetry/core"),
+    import("@opentelemetry/exporter-trace-otlp-proto"),
+    import("@opentelemetry/resources"),
+    import("@opentelemetry/sdk-trace"),
+  ]);
+  const propagator = new core.W3CTraceContextPropagator();
   const otlp = new OTLPTraceExporter({
     url,
     headers: { ...keyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...keyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS) },
     ...positive("timeoutMillis", env.OTEL_EXPORTER_OTLP_TRACES_TIMEOUT ?? env.OTEL_EXPORTER_OTLP_TIMEOUT),
   });
-  const exporter = reportingFailures(otlp, url, log);
-  const provider = new TracerProvider({
+  const exporter = reportingFailures(otlp, url, log, core.ExportResultCode.SUCCESS);
+  const provider = new sdk.TracerProvider({
     resource: defaultResource().merge(
       resourceFromAttributes({ ...keyValues(env.OTEL_RESOURCE_ATTRIBUTES), [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME || "cairn" }),
     ),
-    sampler: samplerFrom(env, log),
+    sampler: samplerFrom(env, log, sdk),
     spanProcessors: [
-      new BatchSpanProcessor({
+      new sdk.BatchSpanProcessor({
         exporter,
         ...positive("maxQueueSize", env.OTEL_BSP_MAX_QUEUE_SIZE),
         ...positive("maxExportBatchSize", env.OTEL_BSP_MAX_EXPORT_BATCH_SIZE),
@@ -129,7 +128,7 @@ export function startTracing(env: Readonly<Record<string, string | undefined>>, 
   log.info({ url }, "tracing: exporting spans over OTLP/HTTP");
   return {
     url,
-    startCall: (method, metadata) => startCall(tracer, method, metadata),
+    startCall: (method, metadata) => startCall(tracer, propagator, method, metadata),
     statement: (text, name, run) => statement(tracer, text, name, run),
     stop: () => provider.shutdown(),
   };
@@ -140,15 +139,15 @@ export function startTracing(env: Readonly<Record<string, string | undefined>>, 
  * its global diag logger, which nothing here registers. One line when
  * exports start failing and one when they recover, not one per batch.
  */
-function reportingFailures(exporter: SpanExporter, url: string, log: Logger): SpanExporter {
+function reportingFailures(exporter: SpanExporter, url: string, log: Logger, success: number): SpanExporter {
   let failing = false;
   return {
     export: (spans, done) =>
       exporter.export(spans, (result) => {
-        if (result.code !== ExportResultCode.SUCCESS && !failing) {
+        if (result.code !== success && !failing) {
           failing = true;
           log.warn({ url, err: result.error?.message }, "tracing: spans not exported; retrying with the next batch");
-        } else if (result.code === ExportResultCode.SUCCESS && failing) {
+        } else if (result.code === success && failing) {
           failing = false;
           log.info({ url }, "tracing: exporting spans again");
         }
@@ -189,7 +188,8 @@ function keyValues(raw: string | undefined): Record<string, string> {
   return out;
 }
 
-function samplerFrom(env: Readonly<Record<string, string | undefined>>, log: Logger): Sampler {
+function samplerFrom(env: Readonly<Record<string, string | undefined>>, log: Logger, sdk: typeof import("@opentelemetry/sdk-trace")): Sampler {
+  const { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler } = sdk;
   const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || "parentbased_always_on";
   const arg = Number(env.OTEL_TRACES_SAMPLER_ARG);
   const ratio = () => new TraceIdRatioBasedSampler(Number.isFinite(arg) && arg >= 0 && arg <= 1 ? arg : 1);
@@ -212,7 +212,7 @@ function samplerFrom(env: Readonly<Record<string, string | undefined>>, log: Log
   }
 }
 
-function startCall(tracer: Tracer, method: string, metadata: grpc.Metadata): CallSpan {
+function startCall(tracer: Tracer, propagator: W3CTraceContextPropagator, method: string, metadata: grpc.Metadata): CallSpan {
   const parent = propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
   const span = tracer.startSpan(
     method,
