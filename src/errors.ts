@@ -49,12 +49,18 @@ export interface InputContext {
 /** At most this many violations travel in one error, so its status always fits in the trailers. */
 export const MAX_FIELD_VIOLATIONS = 20;
 
-export function invalidArgument(violations: FieldViolation[], context?: InputContext): CairnError {
-  const shown = violations.slice(0, MAX_FIELD_VIOLATIONS);
-  const more = violations.length - shown.length;
+/** One violation's field and description as an error shows them: bounded, so twenty always fit in a trailer. */
+const MAX_VIOLATION_CHARS = 256;
+const bounded = (text: string) => (text.length > MAX_VIOLATION_CHARS ? `${text.slice(0, MAX_VIOLATION_CHARS - 1)}…` : text);
+
+/** `total`: how many violations there were, when more than the ones given (see Violations). */
+export function invalidArgument(violations: FieldViolation[], context?: InputContext, total = violations.length): CairnError {
+  const shown = violations.slice(0, MAX_FIELD_VIOLATIONS).map((v) => ({ field: bounded(v.field), description: bounded(v.description) }));
+  const more = Math.max(total, violations.length) - shown.length;
   const summary = shown.map((v) => `${v.field}: ${v.description}`).join("; ") + (more > 0 ? `; and ${more} more` : "");
   const message = context ? `${context.label}: ${summary}` : summary;
-  return new CairnError("invalid_argument", "INVALID_ARGUMENT", message, context?.metadata ?? {}, violations);
+  const metadata = { ...(context?.metadata ?? {}), ...(more > 0 ? { violation_count: String(shown.length + more) } : {}) };
+  return new CairnError("invalid_argument", "INVALID_ARGUMENT", message, metadata, shown);
 }
 
 export function invalidField(field: string, description: string): CairnError {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { ConfigError, describeSettings, loadConfig } from "./config.js";
 import { resolveDatabase, startDaemon } from "./daemon.js";
 import { migrate } from "./db/migrate.js";
-import { createLogger } from "./logger.js";
+import { createLogger, type Logger } from "./logger.js";
 import { PROJECT_ROOT } from "./paths.js";
 
 function version(): string {
@@ -26,37 +26,60 @@ flags and environment variables (flags win):
 ${describeSettings()}
 `;
 
-async function serve(argv: string[]): Promise<void> {
-  const config = loadConfig(argv);
-  const log = createLogger(config.logLevel);
-  const daemon = await startDaemon(config, log);
+/**
+ * SIGTERM/SIGINT, from the first moment: a signal during start-up is kept
+ * until the daemon is up (stopping the embedded PostgreSQL then, rather than
+ * leaving it running), then `stop` runs. The same signal twice within a
+ * second is one request (Ctrl-C at a terminal reaches both npm and the
+ * daemon, and npm passes it on); a later second signal exits at once.
+ */
+function onStopSignals(log: Logger): (stop: () => Promise<void>) => void {
+  let stop: (() => Promise<void>) | undefined;
   let firstSignalAt: number | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (firstSignalAt !== undefined) {
-      // Ctrl-C at a terminal reaches both npm and the daemon, and npm passes
-      // it on: the same signal twice at once is one request, not two.
-      if (Date.now() - firstSignalAt < 1_000) return;
-      log.warn({ signal }, "second signal: exiting at once");
-      process.exit(1);
-    }
-    firstSignalAt = Date.now();
-    log.info({ signal }, "signal received");
-    daemon.stop().then(
+  const run = () =>
+    stop!().then(
       () => process.exit(0),
       (error) => {
         log.error({ err: error }, "shutdown failed");
         process.exit(1);
       },
     );
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (firstSignalAt !== undefined) {
+      if (Date.now() - firstSignalAt < 1_000) return;
+      log.warn({ signal }, "second signal: exiting at once");
+      process.exit(1);
+    }
+    firstSignalAt = Date.now();
+    log.info({ signal }, stop ? "signal received" : "signal received while starting; stopping once started");
+    if (stop) void run();
   };
-  process.on("SIGHUP", () => daemon.reload());
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  return (ready) => {
+    stop = ready;
+    if (firstSignalAt !== undefined) void run();
+  };
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const log = createLogger(config.logLevel);
+  const started = onStopSignals(log);
+  // SIGHUP's default action ends the process: take it from the start, and
+  // reload once there is a daemon (the files are read at start anyway).
+  let reload = () => {};
+  process.on("SIGHUP", () => reload());
+  const daemon = await startDaemon(config, log);
+  reload = () => daemon.reload();
+  started(() => daemon.stop());
 }
 
 async function migrateCommand(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
   const log = createLogger(config.logLevel);
+  // A signal waits for the migrations to finish and the embedded PostgreSQL to stop.
+  const started = onStopSignals(log);
   const database = await resolveDatabase(config, log);
   try {
     const applied = await migrate(database.url, log);
@@ -64,6 +87,7 @@ async function migrateCommand(argv: string[]): Promise<void> {
   } finally {
     await database.embedded?.stop();
   }
+  started(async () => {});
 }
 
 /** A new token (256 random bits) and what the auth file stores of it: only its SHA-256. */

@@ -13,6 +13,7 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { X509Certificate } from "node:crypto";
+import { parseSubject, type Subject } from "./auth/subject.js";
 import type { TlsFiles } from "./config.js";
 
 export interface Listener {
@@ -21,8 +22,8 @@ export interface Listener {
   stopAccepting(): void;
   /** Reads the TLS files again (new connections use them; open ones keep theirs); throws if they do not load. */
   reloadTls(): void;
-  /** The RFC 4514 subject of the verified client certificate of a peer ("host:port"), if it presented one. */
-  peerSubject(peer: string): string | undefined;
+  /** The subject of the verified client certificate of a peer ("host:port"), if it presented one. */
+  peerSubject(peer: string): Subject | undefined;
 }
 
 function secureContext(files: TlsFiles): tls.SecureContextOptions {
@@ -33,16 +34,25 @@ function secureContext(files: TlsFiles): tls.SecureContextOptions {
   };
 }
 
-/** "CN=ops,O=acme": the subject as RFC 4514 writes it, most specific first. */
-function rfc4514Subject(socket: tls.TLSSocket): string | undefined {
+/**
+ * The certificate's subject as attributes, most specific first (RFC 4514
+ * order). Node prints one attribute a line, in DER order, escaping special
+ * characters within values; each line is split at its first "=".
+ */
+function peerCertificateSubject(socket: tls.TLSSocket): Subject | undefined {
   const raw = socket.getPeerCertificate(false)?.raw;
   if (!raw) return undefined;
-  return new X509Certificate(raw).subject.split("\n").reverse().join(",");
+  return new X509Certificate(raw).subject
+    .split("\n")
+    .filter(Boolean)
+    .reverse()
+    .map((line) => parseSubject(line)[0]!)
+    .filter((attribute) => attribute !== undefined);
 }
 
 export async function listen(server: grpc.Server, address: string, maxConnections: number, files: TlsFiles | undefined): Promise<Listener> {
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const subjects = new Map<string, string>();
+  const subjects = new Map<string, Subject>();
   let tcp: net.Server;
   if (files) {
     const secure = tls.createServer({
@@ -54,7 +64,7 @@ export async function listen(server: grpc.Server, address: string, maxConnection
       rejectUnauthorized: files.clientCaFile !== undefined,
     });
     secure.on("secureConnection", (socket) => {
-      const subject = socket.authorized ? rfc4514Subject(socket) : undefined;
+      const subject = socket.authorized ? peerCertificateSubject(socket) : undefined;
       const peer = `${socket.remoteAddress}:${socket.remotePort}`;
       if (subject) {
         subjects.set(peer, subject);

@@ -115,6 +115,28 @@ describe("bearer tokens", () => {
     expect(await failure(elsewhere.keyValue.list({}))).toMatchObject({ metadata: { namespace: "team-blue", required_role: "reader" } });
   });
 
+  it("an authorization header that is not one Bearer token is UNAUTHENTICATED; the scheme's case does not matter", async () => {
+    for (const header of ["Basic dXNlcjpwYXNz", "Bearer", "Bearer a b"]) {
+      const metadata = new grpc.Metadata();
+      metadata.set("authorization", header);
+      expect(await failure(client({}).keyValue.list({}, { metadata }))).toMatchObject({ code: grpc.status.UNAUTHENTICATED, reason: "UNAUTHENTICATED" });
+    }
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `bearer ${TOKENS.admin}`);
+    await client({}).keyValue.list({}, { metadata });
+  });
+
+  it("a configured token that looks like a JWT still names its principal", async () => {
+    writeAuthFile(`  - name: dotted
+    token_sha256: ${sha256("a.b.c")}
+    namespaces: {"*": reader}
+`);
+    h.daemon.reload();
+    await client({ token: "a.b.c" }).keyValue.list({});
+    writeAuthFile();
+    h.daemon.reload();
+  });
+
   it("a namespace header that is not a namespace is INVALID_ARGUMENT naming it", async () => {
     const bad = client({ token: TOKENS.admin, namespace: "Team Red!" });
     expect(await failure(bad.keyValue.list({}))).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, fields: ["x-cairn-namespace"] });

@@ -365,3 +365,22 @@ it("idle subscriptions hold no pool connection; cancelled ones go away", async (
   expect(busy.rows[0].n).toBe(0);
   for (const s of subs) s.cancel();
 });
+
+it("a subscriber starting inside the replica's window of live events does not get events deleted since", async () => {
+  const sessionId = (await h.client.sessions.createSession({ session: { agentId: "a" } })).sessionId;
+  const trace = uid("forgotten");
+  const live = collect(h.client.traces.subscribeEvents({ traceId: trace, fromNow: true }));
+  await waitFor("the live subscription", () => (h.daemon.openStreams().get("SubscribeEvents") ?? 0) > 0);
+  const { results } = await h.client.traces.appendEvents({ events: [event(trace, { sessionId }), event(trace, { sessionId })] });
+  // The live subscriber got them: they are in the window now.
+  await live.until("the events", (m) => m.filter((x) => x.message?.$case === "event").length === 2);
+  live.cancel();
+  await h.client.sessions.deleteSession({ sessionId });
+  const late = collect(h.client.traces.subscribeEvents({ traceId: trace, startOffset: results[0]!.offset }));
+  const last = results[1]!.offset;
+  await late.until("progress past the deleted events", (m) =>
+    m.some((x) => x.message?.$case === "progress" && (x.message.value as { offset: number }).offset >= last),
+  );
+  late.cancel();
+  expect(late.messages.filter((x) => x.message?.$case === "event")).toEqual([]);
+});

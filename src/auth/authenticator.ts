@@ -5,10 +5,11 @@
 // needs there. No token, JWT or certificate is ever logged or echoed.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { errors as joseErrors, jwtVerify } from "jose";
-import { invalidField, permissionDenied, unauthenticated } from "../errors.js";
+import { permissionDenied, unauthenticated } from "../errors.js";
 import { type CallCredentials, type Caller, type CallerSettler, DEFAULT_NAMESPACE, requestedNamespace } from "./caller.js";
 import { AuthFileError, type AuthConfig, parseDefaultNamespace, parseNamespaces, type Principal } from "./file.js";
 import { allows, METHOD_ROLES } from "./roles.js";
+import { parseSubject, type Subject } from "./subject.js";
 
 const CLOCK_SKEW_SECONDS = 60;
 
@@ -16,8 +17,8 @@ export class Authenticator implements CallerSettler {
   constructor(
     /** The current configuration (replaced on SIGHUP). */
     private readonly config: () => AuthConfig,
-    /** The RFC 4514 subject of the verified client certificate a peer presented, if any. */
-    private readonly peerSubject: (peer: string) => string | undefined,
+    /** The subject of the verified client certificate a peer presented, if any. */
+    private readonly peerSubject: (peer: string) => Subject | undefined,
   ) {}
 
   settle(method: string, call: CallCredentials): Caller | Promise<Caller> {
@@ -29,7 +30,7 @@ export class Authenticator implements CallerSettler {
     const namespace = requestedNamespace(call.metadata) ?? principal.defaultNamespace ?? DEFAULT_NAMESPACE;
     const required = METHOD_ROLES[method];
     // A method without a role is refused to everyone (and a test says which).
-    if (!required || !allows(principal.namespaces[namespace] ?? principal.namespaces["*"], required)) {
+    if (!required || !allows(roleIn(principal, namespace), required)) {
       throw permissionDenied(namespace, required ?? "admin");
     }
     return { principal: principal.name, namespace };
@@ -37,7 +38,13 @@ export class Authenticator implements CallerSettler {
 
   private principalOf(call: CallCredentials): Principal | Promise<Principal> {
     const token = bearerToken(call);
-    if (token !== undefined) return token.split(".").length === 3 && this.config().jwt ? this.fromJwt(token) : this.fromToken(token);
+    if (token !== undefined) {
+      // A configured token wins even if it happens to look like a JWT.
+      const known = this.fromToken(token);
+      if (known) return known;
+      if (token.split(".").length === 3 && this.config().jwt) return this.fromJwt(token);
+      throw unauthenticated("unknown token");
+    }
     const subject = this.peerSubject(call.peer);
     if (subject !== undefined) {
       const found = this.config().certSubjects.find((c) => subjectMatches(c.subject, subject));
@@ -47,12 +54,12 @@ export class Authenticator implements CallerSettler {
     throw unauthenticated("no credentials: send authorization: Bearer <token> or a client certificate");
   }
 
-  private fromToken(token: string): Principal {
+  /** The principal of a configured token, if it is one. */
+  private fromToken(token: string): Principal | undefined {
     const digest = createHash("sha256").update(token, "utf8").digest();
     let found: Principal | undefined;
     // Every entry is compared, so the time taken does not say which matched.
     for (const entry of this.config().tokens) if (timingSafeEqual(entry.sha256, digest)) found ??= entry.principal;
-    if (!found) throw unauthenticated("unknown token");
     return found;
   }
 
@@ -78,21 +85,33 @@ export class Authenticator implements CallerSettler {
   }
 }
 
+/** A principal's role in a namespace (own properties only: "constructor" is a namespace, not a key of Object). */
+function roleIn(principal: Principal, namespace: string) {
+  const roles = principal.namespaces;
+  return Object.hasOwn(roles, namespace) ? roles[namespace] : Object.hasOwn(roles, "*") ? roles["*"] : undefined;
+}
+
+/** The bearer token of a call; any other authorization header is bad credentials. */
 function bearerToken(call: CallCredentials): string | undefined {
   const values = call.metadata.get("authorization");
   if (values.length === 0) return undefined;
-  const match = /^Bearer ([^\s]+)$/.exec(String(values[0]));
-  if (values.length > 1 || !match) throw invalidField("authorization", "must be one header: Bearer <token>");
+  // The scheme is case-insensitive (RFC 7235).
+  const match = /^bearer +(\S+)$/i.exec(String(values[0]));
+  if (values.length > 1 || !match) throw unauthenticated("authorization must be one header: Bearer <token>");
   return match[1]!;
 }
 
 /**
- * Whether a configured cert_subject names the certificate's subject: equal
- * as RFC 4514 strings, or, for a value with only `CN=…`, on the common name.
+ * Whether a configured cert_subject names the certificate's subject,
+ * attribute by attribute (never as text, so an escaped comma inside a value
+ * cannot forge an attribute): the same attributes in the same order, or, for
+ * a value of only `CN=…`, a certificate with exactly that one common name.
  */
-export function subjectMatches(configured: string, actual: string): boolean {
-  const normalize = (s: string) => s.split(",").map((part) => part.trim()).join(",");
-  if (normalize(configured) === normalize(actual)) return true;
-  const onlyCn = /^CN=([^,]+)$/.exec(configured.trim());
-  return onlyCn !== null && actual.split(",").some((part) => part.trim() === `CN=${onlyCn[1]!.trim()}`);
+export function subjectMatches(configured: string, actual: Subject): boolean {
+  const wanted = parseSubject(configured);
+  if (wanted.length === 1 && wanted[0]![0] === "CN") {
+    const names = actual.filter(([type]) => type === "CN");
+    return names.length === 1 && names[0]![1] === wanted[0]![1];
+  }
+  return wanted.length === actual.length && wanted.every(([type, value], i) => actual[i]![0] === type && actual[i]![1] === value);
 }

@@ -9,7 +9,7 @@ export type Role = "reader" | "writer" | "admin";
 const RANK: Record<Role, number> = { reader: 1, writer: 2, admin: 3 };
 
 export function isRole(value: unknown): value is Role {
-  return typeof value === "string" && value in RANK;
+  return typeof value === "string" && Object.hasOwn(RANK, value);
 }
 
 /** Whether `held` includes `required`. */

@@ -171,12 +171,15 @@ async function reachableDataDir(dataDir: string, user: RunAs, root: string, log:
   const existing = await lstat(wanted).catch(() => undefined);
   if (existing?.isSymbolicLink()) {
     const target = await linkTarget(wanted, log);
+    // Its parent may have gone with the data (rm -rf of the kept tree).
+    if (!existsSync(dirname(target))) await makeReachableDir(dirname(target));
     if (!canReach(user, dirname(target))) throw unreachable(target, "the data directory");
     return ownedDir(target, user);
   }
   if (canReach(user, dirname(wanted))) return ownedDir(wanted, user);
   if (existing && (await readdir(wanted)).length > 0) throw unreachable(wanted, "the data directory");
-  const kept = join(root, "data", `${basename(wanted)}-${createHash("sha256").update(wanted).digest("hex").slice(0, 12)}`);
+  // Under clusters/, never data/: CAIRN_DATA_DIR=<root>/data is what the error message suggests.
+  const kept = join(root, "clusters", `${basename(wanted)}-${createHash("sha256").update(wanted).digest("hex").slice(0, 12)}`);
   log.warn(
     { dataDir: wanted, keptIn: kept },
     "the postgres user cannot reach the data directory; the cluster's data is kept where it can, and the data directory links to it (set CAIRN_DATA_DIR to choose another place)",
@@ -205,10 +208,12 @@ async function ownedDir(dir: string, user: RunAs): Promise<string> {
 /** Creates `dir` (and missing parents) so that anyone may search and read it, whatever the umask. */
 async function makeReachableDir(dir: string): Promise<void> {
   const first = await mkdir(dir, { recursive: true });
-  // The directories created just now, and `dir` itself; older parents are left as they are.
+  // Only the directories created just now: an existing one (perhaps a
+  // cluster, which PostgreSQL wants 0700) is left as it is.
+  if (first === undefined) return;
   for (let d = dir; ; d = dirname(d)) {
     await chmod(d, 0o755);
-    if (first === undefined || d === first || d === dirname(d)) break;
+    if (d === first || d === dirname(d)) break;
   }
 }
 
@@ -297,6 +302,9 @@ function collectOutput(child: ChildProcess, log: Logger): () => string {
  * in its own process group, so a Ctrl-C at the terminal reaches only the
  * daemon, which stops it last, after the grace period.
  */
+/** How long a starting postgres may take to say it accepts connections (crash recovery included). */
+const READY_TIMEOUT_MS = 120_000;
+
 async function startPostgres(bin: string, clusterDir: string, port: number, runAs: RunAs | undefined, log: Logger): Promise<ChildProcess> {
   const { options } = spawnOptions(runAs, dirname(clusterDir));
   const flags = [
@@ -315,14 +323,24 @@ async function startPostgres(bin: string, clusterDir: string, port: number, runA
   });
   const output = collectOutput(child, log);
   await new Promise<void>((resolve, reject) => {
+    // Readiness is read from its log; if that never says so (another log
+    // destination configured in the cluster), do not wait for ever.
+    const timer = setTimeout(() => {
+      child.kill("SIGINT");
+      reject(new Error(`postgres did not report that it accepts connections within ${READY_TIMEOUT_MS / 1000} s: ${output().trim()}`));
+    }, READY_TIMEOUT_MS);
     // The output collected so far (a chunk may end mid-message).
     const onData = () => {
       if (!output().includes(READY)) return;
+      clearTimeout(timer);
       child.stderr?.off("data", onData);
       child.off("exit", onExit);
       resolve();
     };
-    const onExit = (code: number | null) => reject(new Error(`postgres exited (code ${code}) before accepting connections: ${output().trim()}`));
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`postgres exited (code ${code}) before accepting connections: ${output().trim()}`));
+    };
     child.stderr?.on("data", onData);
     child.once("exit", onExit);
     child.once("error", reject);
@@ -355,14 +373,39 @@ function isProcessAlive(pid: number): boolean {
  * A postgres left running by a daemon that was killed with SIGKILL still
  * holds the data directory; stop it (fast shutdown) before starting ours.
  */
+/**
+ * The postmaster `pid` if it is a postgres serving `dataDir` (read from
+ * /proc: its command line names the directory), with its parent's pid.
+ */
+function postmasterOf(pid: number, dataDir: string): { parent: number } | undefined {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    if (!cmdline.some((arg) => arg.endsWith("postgres")) || !cmdline.includes(resolve(dataDir))) return undefined;
+    // /proc/<pid>/stat: "pid (comm) state ppid …"; comm may hold spaces, so read after the last ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return { parent: Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
 async function stopOrphanedPostmaster(dataDir: string, log: Logger): Promise<void> {
   const pidFile = join(dataDir, "postmaster.pid");
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
   if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid)) return;
+  const postmaster = postmasterOf(pid, dataDir);
+  // Not a postgres of this cluster (a stale pid file after a reboot): leave
+  // the process alone; PostgreSQL itself decides about its lock file.
+  if (!postmaster) return;
+  // A postmaster whose daemon is alive is in use, not orphaned: never stop it.
+  if (postmaster.parent !== 1 && isProcessAlive(postmaster.parent)) {
+    throw new Error(
+      `another process (pid ${postmaster.parent}) runs the embedded PostgreSQL of ${dataDir}: stop it first, or give this daemon its own CAIRN_DATA_DIR`,
+    );
+  }
   log.warn({ pid }, "stopping an embedded PostgreSQL left running by an earlier daemon");
   process.kill(pid, "SIGINT");
-  for (let waited = 0; waited < 30_000 && isProcessAlive(pid); waited += 100) {
-    await new Promise((r) => setTimeout(r, 100));
+  for (let waited = 0; waited < 30_000 && isProcessAlive(pid); waited += 100) {    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -10,6 +10,8 @@ type Listener = (payload?: string) => void;
 
 export const CHANNELS = {
   traceEvents: "cairn_trace_events",
+  /** Trace events were deleted (a session cascade): replicas forget what they cached. */
+  traceDeletes: "cairn_trace_deletes",
   keyValueChanges: "cairn_kv_changes",
   jobs: "cairn_jobs",
 } as const;

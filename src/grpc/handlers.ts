@@ -158,7 +158,11 @@ function bindStream(
     contextOf(call, path, signal)
       .then((ctx) => {
         unregister = deps.streams.add(call, { principal: ctx.principal, kind: path.split("/")[2]!, stopWork: abort });
-        attachOutbox(call, new Outbox(call, serialize, deps.streamLimits, deps.streams.memory, deps.maxMessageBytes));
+        const outbox = new Outbox(call, serialize, deps.streamLimits, deps.streams.memory, deps.maxMessageBytes);
+        attachOutbox(call, outbox);
+        // However the stream ends, its unflushed bytes stop counting.
+        call.once("close", () => outbox.close());
+        call.once("cancelled", () => outbox.close());
         return run(call, ctx);
       })
       .then(

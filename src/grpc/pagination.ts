@@ -43,9 +43,15 @@ export function encodePageToken(filter: unknown, key: unknown[]): string {
 type KeyPart = "time" | "id" | "number";
 type KeyOf<S extends readonly KeyPart[]> = { [I in keyof S]: S[I] extends "number" ? number : string };
 
+function isCalendarTime(value: string): boolean {
+  const ms = Date.parse(value);
+  return !Number.isNaN(ms) && new Date(ms).toISOString().slice(0, 19) === value.slice(0, 19);
+}
+
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const KEY_PART_CHECKS: Record<KeyPart, (value: unknown) => boolean> = {
-  time: (value) => typeof value === "string" && TIME.test(value) && !Number.isNaN(Date.parse(value)),
+  // A real calendar time from year 1: JS rolls 2024-02-30 over to March, PostgreSQL refuses it.
+  time: (value) => typeof value === "string" && TIME.test(value) && value >= "0001" && isCalendarTime(value),
   id: (value) => typeof value === "string" && value.length <= 4096 && !value.includes("\u0000"),
   number: (value) => Number.isSafeInteger(value),
 };

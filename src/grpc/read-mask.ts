@@ -77,8 +77,16 @@ export class ReadMask<W> {
  * top-level field name or "*"; an unknown one is a violation naming
  * `read_mask.paths[i]`.
  */
+const MAX_MASK_PATHS = 100;
+
 export function parseReadMask<W>(v: Violations, paths: readonly string[] | undefined, resource: MaskedResource<W>, field = "read_mask"): ReadMask<W> {
   const list = paths ?? [];
+  // A resource has a few dozen fields at most; a longer mask is refused whole
+  // rather than checked path by path.
+  if (list.length > MAX_MASK_PATHS) {
+    v.add(`${field}.paths`, `has ${list.length} paths; the limit is ${MAX_MASK_PATHS}`);
+    return new ReadMask(resource, null);
+  }
   list.forEach((path, i) => {
     if (path === WILDCARD || resource.fields.has(path)) return;
     const shown = path.length > SHOWN_CHARS ? `${path.slice(0, SHOWN_CHARS)}…` : path;

@@ -61,7 +61,7 @@ export function toServiceError(error: CairnError): grpc.StatusObject & { message
   // INTERNAL hides its cause from clients; the log keeps it.
   const message = error.kind === "internal" ? "internal error" : error.message;
   const info = { ...error.metadata };
-  if (error.fieldViolations.length > MAX_FIELD_VIOLATIONS) info.violation_count = String(error.fieldViolations.length);
+  if (error.fieldViolations.length > MAX_FIELD_VIOLATIONS) info.violation_count ??= String(error.fieldViolations.length);
   const metadata = new grpc.Metadata();
   metadata.set(DETAILS_KEY, encodeDetails(code, message, error.reason, info, error.fieldViolations));
   errorOfStatus.set(metadata, error);

@@ -129,10 +129,24 @@ export class Outbox {
 
   private flushed(entry: Unflushed): void {
     const at = this.unflushed.indexOf(entry);
-    if (at >= 0) this.unflushed.splice(at, 1);
+    // Already given back by close(): a late callback must not count twice.
+    if (at < 0) return;
+    this.unflushed.splice(at, 1);
     this.unsentBytes -= entry.bytes;
     this.memory.used -= entry.bytes;
     this.fullSince = undefined;
+    this.wake?.();
+  }
+
+  /**
+   * The stream is over (ended, failed, cancelled, reset): what it had not
+   * flushed will never flush (grpc-js drops the write callbacks of a
+   * cancelled call), so its bytes go back to the replica's count now.
+   */
+  close(): void {
+    this.memory.used -= this.unsentBytes;
+    this.unsentBytes = 0;
+    this.unflushed.length = 0;
     this.wake?.();
   }
 

@@ -1,7 +1,7 @@
 // Request validation helpers. Each check names the offending field with its
 // full path so a client can tell exactly what to fix; nothing is written when
 // any check fails.
-import { CairnError, type FieldViolation, type InputContext, invalidArgument } from "../errors.js";
+import { CairnError, type FieldViolation, type InputContext, invalidArgument, MAX_FIELD_VIOLATIONS } from "../errors.js";
 import type { Limits } from "../config.js";
 import { inspectJson } from "./json-check.js";
 
@@ -14,10 +14,14 @@ const MAX_KEY_IN_PATH = 64;
 const NUL_DESCRIPTION = "must not contain U+0000 (NUL)";
 
 export class Violations {
+  /** The first MAX_FIELD_VIOLATIONS violations: all an error carries (a hostile request may hold millions). */
   readonly list: FieldViolation[] = [];
+  /** How many there were in all. */
+  total = 0;
 
   add(field: string, description: string): void {
-    this.list.push({ field, description });
+    this.total++;
+    if (this.list.length < MAX_FIELD_VIOLATIONS) this.list.push({ field, description });
   }
 
   /**
@@ -29,14 +33,14 @@ export class Violations {
       return convert();
     } catch (error) {
       if (!(error instanceof CairnError) || error.kind !== "invalid_argument") throw error;
-      this.list.push(...error.fieldViolations);
+      for (const violation of error.fieldViolations) this.add(violation.field, violation.description);
       return null;
     }
   }
 
   /** Throws INVALID_ARGUMENT with every violation collected so far. */
   throwIfAny(context?: InputContext): void {
-    if (this.list.length > 0) throw invalidArgument(this.list, context);
+    if (this.total > 0) throw invalidArgument(this.list, context, this.total);
   }
 }
 

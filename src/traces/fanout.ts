@@ -40,6 +40,10 @@ export class TraceFanout {
   private start: number | undefined;
   private through = 0;
   private bytes = 0;
+  /** The committed head as the last refresh saw it: past `through` when one refresh could not read it all. */
+  private dbHead = 0;
+  /** Bumped when the window is forgotten, so a refresh that read before it discards what it read. */
+  private epoch = 0;
   private current: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
 
@@ -48,6 +52,18 @@ export class TraceFanout {
     private readonly encode: (event: TraceEventRecord) => Buffer,
     private readonly windowBytes = WINDOW_BYTES,
   ) {}
+
+  /**
+   * Trace events were deleted (a session cascade, on any replica): the
+   * window may hold some of them, so it starts afresh at its head and
+   * readers behind it go to the table, which no longer has them.
+   */
+  forget(): void {
+    this.epoch++;
+    this.entries = [];
+    this.bytes = 0;
+    if (this.start !== undefined) this.start = this.through + 1;
+  }
 
   /**
    * The page of namespace `ns` for `cursor`: from the window when the cursor
@@ -69,7 +85,8 @@ export class TraceFanout {
       items.push(entry);
       size += entry.bytes.length;
     }
-    return { items, head: this.through, scannedThrough: cutAt ?? Math.max(cursor - 1, this.through) };
+    // The database's head, when the window is behind it, keeps the reader reading (each read refreshes).
+    return { items, head: Math.max(this.through, this.dbHead), scannedThrough: cutAt ?? Math.max(cursor - 1, this.through) };
   }
 
   private async fromTable(ns: string, cursor: number, filter: EventFilter, maxBytes: number, signal: AbortSignal): Promise<TailPage<EncodedEvent>> {
@@ -105,12 +122,19 @@ export class TraceFanout {
     if (this.start === undefined) {
       // The window begins at the head: the past is read from the table.
       this.through = await headOffset(q);
+      this.dbHead = this.through;
       this.start = this.through + 1;
       return;
     }
+    const epoch = this.epoch;
     // Every namespace: the window is the replica's, and page() filters by namespace.
     const page = await readFeed(q, null, this.through + 1, { sessionId: null, traceId: null, eventTypes: [], minSeverity: null }, REFRESH_BYTES);
+    this.dbHead = Math.max(this.dbHead, page.head);
+    // Deleted events may be in what was read before a forget(): read again next time.
+    if (epoch !== this.epoch) return;
     for (const event of page.items) {
+      // Never twice, whatever the order of overlapping refreshes.
+      if (event.offset <= this.through) continue;
       const bytes = this.encode(event);
       this.entries.push({ offset: event.offset, bytes, event });
       this.bytes += bytes.length;

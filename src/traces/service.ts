@@ -90,6 +90,8 @@ export function traceHandlers(deps: ServiceDeps, appended?: { inc(n: number): vo
   const fanout = new TraceFanout(db, (event) =>
     Buffer.from(SubscribeEventsResponse.encode({ message: { $case: "event", value: toWire(event) } }).finish()),
   );
+  // Deletions on any replica (and a reconnect of the LISTEN connection, which may have missed some) empty the window.
+  deps.hub.listen(CHANNELS.traceDeletes, () => fanout.forget());
   // Appends to one trace (of one namespace) wait their turn here, holding no pool connection.
   const queue = new TraceQueue();
   const append = (ctx: { signal: AbortSignal; namespace: string }, events: NewTraceEvent[], ingestTime: string) =>

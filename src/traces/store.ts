@@ -434,5 +434,7 @@ export function onSessionsDeleted(q: Queryable, ns: string, sessionIds: string[]
        DELETE FROM trace_heads h USING owned WHERE h.namespace = $1 AND h.trace_id = owned.trace_id`,
       [ns, sessionIds, locked.rows.map((r) => r.trace_id)],
     );
+    // Delivered at commit: every replica's fan-out window drops what it cached.
+    await tx.query(`SELECT pg_notify('${CHANNELS.traceDeletes}', '')`);
   });
 }

@@ -74,3 +74,18 @@ it("a client that drains nothing for the timeout ends SLOW_CONSUMER with the fir
   expect(error).toBeInstanceOf(CairnError);
   expect(error).toMatchObject({ reason: "SLOW_CONSUMER", metadata: { resume_offset: "7" } });
 });
+
+it("a stream that ends with unflushed writes gives their bytes back to the replica's count, once", async () => {
+  const memory = new StreamMemory(1 << 30);
+  const f = fakeCall();
+  const outbox = new Outbox(f.call, bytes(400), limits(10_000, 1 << 30), memory, 1 << 20);
+  const signal = new AbortController().signal;
+  await outbox.send({}, signal);
+  await outbox.send({}, signal);
+  expect(memory.used).toBe(800);
+  outbox.close();
+  expect(memory.used).toBe(0);
+  // A write callback that still comes late does not count twice.
+  f.flushOne();
+  expect(memory.used).toBe(0);
+});

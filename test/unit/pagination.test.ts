@@ -32,6 +32,8 @@ it("a forged token's key parts are checked as strictly as the SQL they feed need
   const forged = (key: unknown[]) => encodePageToken({}, key);
   expect(() => decodePageToken(forged(["not a time", "x"]), {}, ["time", "id"])).toThrow(/not a token/);
   expect(() => decodePageToken(forged(["2026-13-45T99:00:00.000000Z", "x"]), {}, ["time", "id"])).toThrow(/not a token/);
+  expect(() => decodePageToken(forged(["2024-02-30T00:00:00.000000Z", "x"]), {}, ["time", "id"])).toThrow(/not a token/);
+  expect(() => decodePageToken(forged(["0000-01-01T00:00:00.000000Z", "x"]), {}, ["time", "id"])).toThrow(/not a token/);
   expect(() => decodePageToken(forged(["2026-01-01T00:00:00.000001Z", "a\u0000b"]), {}, ["time", "id"])).toThrow(/not a token/);
   expect(() => decodePageToken(forged([1e308]), {}, ["number"])).toThrow(/not a token/);
   expect(() => decodePageToken(forged([1.5]), {}, ["number"])).toThrow(/not a token/);

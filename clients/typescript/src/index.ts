@@ -92,7 +92,11 @@ function promisify<S extends ServiceDefinition>(
   // The client's own metadata (token, namespace), then the call's, which wins.
   const metadataOf = (options: CallOptions) => {
     const merged = base.clone();
-    if (options.metadata) merged.merge(options.metadata);
+    if (options.metadata) {
+      // Metadata.merge appends: a key the call sets replaces the client's.
+      for (const key of Object.keys(options.metadata.getMap())) merged.remove(key);
+      merged.merge(options.metadata);
+    }
     return merged;
   };
   for (const [name, method] of Object.entries(definition)) {
@@ -102,8 +106,17 @@ function promisify<S extends ServiceDefinition>(
     const serialize = (partial: unknown) => method.requestSerialize(requestType.fromPartial(partial ?? {}));
     const deserialize = withRoomForDocuments(method.responseDeserialize);
     const callOptions = (options: CallOptions) => ({ deadline: toDeadline(options.deadline) });
-    const cancelOnAbort = (call: { cancel(): void }, options: CallOptions) => {
-      options.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+    const cancelOnAbort = <C extends { cancel(): void; once?(event: string, listener: () => void): unknown }>(call: C, options: CallOptions) => {
+      const { signal } = options;
+      if (!signal) return call;
+      if (signal.aborted) {
+        call.cancel();
+        return call;
+      }
+      const onAbort = () => call.cancel();
+      signal.addEventListener("abort", onAbort, { once: true });
+      // A signal shared by many calls must not keep a listener per finished call.
+      call.once?.("status", () => signal.removeEventListener("abort", onAbort));
       return call;
     };
     if (method.requestStream) {
