@@ -38,6 +38,10 @@ async function slowSubscribers(count: number): Promise<string[]> {
     const request = SubscribeEventsRequest.encode(SubscribeEventsRequest.fromPartial({ fromNow: true })).finish();
     const streams = Array.from({ length: count }, () => rawServerStream(env.cairnAddress, "/cairn.v1.TraceEventService/SubscribeEvents", request));
     for (const s of streams) s.pause();
+    // Measured once the subscribers are connected and registered (each
+    // subscription's set-up reads the head once): the steady state, not the
+    // burst of 2,000 connections arriving.
+    await new Promise((r) => setTimeout(r, 3_000));
     const rssBefore = rssMb(env.pid);
     let peak = rssBefore;
     const sampler = setInterval(() => (peak = Math.max(peak, rssMb(env.pid))), 250);
