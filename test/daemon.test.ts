@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CairnClient } from "@cairn/client";
 import { startDaemon } from "../src/daemon.js";
 import { createLogger } from "../src/logger.js";
-import { createTestDatabase, failure, type Harness, startHarness, testConfig } from "./support/harness.js";
-import { TcpProxy } from "./support/tcp-proxy.js";
+import { createTestDatabase, databaseBehindProxy, failure, type Harness, startHarness, testConfig } from "./support/harness.js";
 import { waitFor } from "./support/wait.js";
 
 function healthOf(address: string) {
@@ -116,13 +115,8 @@ describe("with a healthy database", () => {
 
 describe("through a database outage", () => {
   it("answers UNAVAILABLE and NOT_SERVING while the database is unreachable, and recovers on its own", async () => {
-    const database = await createTestDatabase();
-    const target = new URL(database.url);
-    const proxy = new TcpProxy(target.hostname, Number(target.port));
-    await proxy.start();
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
-    const config = testConfig(viaProxy.toString());
+    const { database, proxy, url: viaProxy } = await databaseBehindProxy();
+    const config = testConfig(viaProxy);
     const daemon = await startDaemon(config, createLogger("silent"));
     const client = new CairnClient(daemon.address);
     const health = healthOf(daemon.address);

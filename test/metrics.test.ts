@@ -6,8 +6,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDaemon } from "../src/daemon.js";
 import { createLogger } from "../src/logger.js";
-import { createTestDatabase, failure, type Harness, startHarness, testConfig } from "./support/harness.js";
-import { TcpProxy } from "./support/tcp-proxy.js";
+import { databaseBehindProxy, failure, type Harness, startHarness, testConfig } from "./support/harness.js";
 import { waitFor } from "./support/wait.js";
 
 async function get(address: string, path: string): Promise<{ status: number; body: string; type: string | null }> {
@@ -152,13 +151,8 @@ describe("/metrics, /healthz, /readyz", () => {
 
 describe("/readyz through a database outage", () => {
   it("says 503 while the database is unreachable and 200 after, while /healthz and /metrics keep answering", async () => {
-    const database = await createTestDatabase();
-    const target = new URL(database.url);
-    const proxy = new TcpProxy(target.hostname, Number(target.port));
-    await proxy.start();
-    const viaProxy = new URL(database.url);
-    viaProxy.port = String(proxy.port);
-    const daemon = await startDaemon(testConfig(viaProxy.toString(), { metricsListen: "127.0.0.1:0" }), createLogger("silent"));
+    const { database, proxy, url: viaProxy } = await databaseBehindProxy();
+    const daemon = await startDaemon(testConfig(viaProxy, { metricsListen: "127.0.0.1:0" }), createLogger("silent"));
     const client = new CairnClient(daemon.address);
     const address = daemon.metricsAddress!;
     try {

@@ -8,6 +8,7 @@ import { inject } from "vitest";
 import { type Config, loadConfig } from "../../src/config.js";
 import { type Daemon, startDaemon } from "../../src/daemon.js";
 import { createLogger } from "../../src/logger.js";
+import { TcpProxy } from "./tcp-proxy.js";
 
 export function adminUrl(): string {
   return inject("adminUrl");
@@ -37,6 +38,17 @@ export async function createTestDatabase(prefix = "cairn_test"): Promise<{ name:
       await client.end();
     },
   };
+}
+
+/** A fresh database reached through a TCP proxy the test can cut: for database outages. */
+export async function databaseBehindProxy(): Promise<{ database: Awaited<ReturnType<typeof createTestDatabase>>; proxy: TcpProxy; url: string }> {
+  const database = await createTestDatabase();
+  const target = new URL(database.url);
+  const proxy = new TcpProxy(target.hostname, Number(target.port));
+  await proxy.start();
+  const url = new URL(database.url);
+  url.port = String(proxy.port);
+  return { database, proxy, url: url.toString() };
 }
 
 export function testConfig(databaseUrl: string, overrides: Partial<Config> = {}): Config {
