@@ -24,6 +24,13 @@ export interface Queryable {
   atomic<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
+/**
+ * What deleting sessions (of one namespace) does to one store's rows,
+ * inside the deleting transaction; each store exports its own, server.ts
+ * wires the list.
+ */
+export type SessionsDeletedStep = (tx: Queryable, namespace: string, sessionIds: string[]) => Promise<void>;
+
 export class Database {
   /** Told when a call could not reach the database, so health looks at once. */
   onConnectionError: (() => void) | undefined;

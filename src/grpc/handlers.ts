@@ -7,7 +7,7 @@
 // every status that actually leaves the server.
 import * as grpc from "@grpc/grpc-js";
 import type { Limits, StreamLimits } from "../config.js";
-import type { CallScope, Database, Queryable } from "../db/database.js";
+import type { CallScope, Database, SessionsDeletedStep } from "../db/database.js";
 import type { AbortReason } from "../db/errors.js";
 import { callerOf } from "../auth/caller.js";
 import type { NotifyHub } from "../db/notify-hub.js";
@@ -15,9 +15,6 @@ import { internal, invalidArgument, messageTooLarge } from "../errors.js";
 import { requestDeserializer, UndecodableRequest } from "./decode.js";
 import { asCairnError, toServiceError } from "./status.js";
 import { attachOutbox, Outbox, type StreamCall, type StreamRegistry } from "./streams.js";
-
-/** What deleting sessions (of one namespace) does to one service's rows, inside the deleting transaction. */
-export type SessionsDeletedStep = (tx: Queryable, namespace: string, sessionIds: string[]) => Promise<void>;
 
 /** What every service's handler factory is given: `xxxHandlers(deps)`. */
 export interface ServiceDeps {

@@ -6,7 +6,7 @@
 // carry the namespace per item.
 import { Coalescer } from "../db/coalescer.js";
 import { type Fields, selectList } from "../db/columns.js";
-import type { CallScope, Database, Queryable } from "../db/database.js";
+import type { CallScope, Database, Queryable, SessionsDeletedStep } from "../db/database.js";
 import { createOnce, type Idempotency } from "../db/idempotency.js";
 import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { alreadyExists, notFound, versionConflict } from "../errors.js";
@@ -75,9 +75,6 @@ export interface SessionStats {
   avgDurationMicros: number | null;
   oldestActiveCreateTime: string | null;
 }
-
-/** What deleting sessions (of one namespace) does to another service's rows, inside the deleting transaction. */
-export type SessionsDeletedStep = (tx: Queryable, namespace: string, sessionIds: string[]) => Promise<void>;
 
 export const CREATE_SCOPE = "cairn.v1.SessionService/CreateSession";
 
