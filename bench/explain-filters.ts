@@ -54,16 +54,18 @@ async function database(): Promise<{ url: string; done: () => Promise<void> }> {
 async function populate(pool: pg.Pool): Promise<void> {
   const n = ROWS;
   const statements = [
-    `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, create_time, update_time)
+    `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, create_time, update_time, end_time)
      SELECT 'default', 's-' || i, 'agent-' || (i % 1000), CASE WHEN i % 5 = 0 THEN '' ELSE 'user-' || (i % 20000) END,
             CASE WHEN i % 10 < 7 THEN 'ENDED' WHEN i % 10 < 9 THEN 'ACTIVE' ELSE 'ERROR' END,
             jsonb_build_object('env', (ARRAY['prod', 'staging', 'dev'])[1 + i % 3], 'team', 'team-' || (i % 50)),
             CASE WHEN i % 4 = 0 THEN NULL ELSE jsonb_build_object('tier', (ARRAY['gold', 'silver', 'bronze'])[1 + i % 3], 'region', 'r' || (i % 20)) END,
             CASE WHEN i % 3 = 0 THEN NULL ELSE jsonb_build_object('step', i % 100, 'flag', i % 2 = 0, 'notes', repeat('x', 200)) END,
-            now() - ($1 - i) * interval '10 seconds', now() - ($1 - i) * interval '10 seconds' + (i % 1000) * interval '1 second'
+            now() - ($1 - i) * interval '10 seconds', now() - ($1 - i) * interval '10 seconds' + (i % 1000) * interval '1 second',
+            CASE WHEN i % 10 < 7 OR i % 10 = 9 THEN now() - ($1 - i) * interval '10 seconds' + (i % 1000) * interval '1 second' END
        FROM generate_series(1, $1) AS i`,
     `INSERT INTO session_messages (namespace, session_id, sequence, role, content)
-     SELECT 'default', 's-' || (1 + i / 100), 1 + i % 100, 'user', repeat('m', 100) FROM generate_series(0, $1 - 1) AS i`,
+     SELECT 'default', 's-' || (1 + i / 100), 1 + i % 100, (ARRAY['user', 'assistant', 'assistant', 'tool'])[1 + i % 4], repeat('m', 100)
+       FROM generate_series(0, $1 - 1) AS i`,
     `INSERT INTO resolutions (namespace, resolution_id, request_id, agent_id, session_id, decision, create_time, expire_time)
      SELECT 'default', 'r-' || i, 'req-' || i, 'agent-' || (i % 1000), 's-' || (i % 100000), (ARRAY['ALLOW', 'DENY', 'PARTIAL'])[1 + i % 3],
             now() - ($1 - i) * interval '10 seconds',
@@ -105,10 +107,17 @@ const none: sessions.SessionFilter = {
   stateContains: null,
   createdAfter: null,
   createdBefore: null,
+  updatedAfter: null,
+  updatedBefore: null,
+  endedAfter: null,
+  endedBefore: null,
+  parentSessionId: null,
 };
 const hourAgo = () => new Date(Date.now() - 3_600_000).toISOString();
 const byCreate = { column: "create_time", descending: false } as const;
 const byUpdateDesc = { column: "update_time", descending: true } as const;
+const byEnd = { column: "end_time", descending: false } as const;
+const byEndDesc = { column: "end_time", descending: true } as const;
 
 function sessionProbes(): Probe[] {
   const filters: [string, Partial<sessions.SessionFilter>][] = [
@@ -127,6 +136,9 @@ function sessionProbes(): Probe[] {
     ["agent_id, no match", { agentId: "no-such-agent" }],
     ["statuses [ERROR] + state_contains {step} (correlated: none)", { statuses: ["ERROR"], stateContains: { step: 7 } }],
     ["created_after (last hour)", { createdAfter: hourAgo() }],
+    ["updated_after (last hour)", { updatedAfter: hourAgo() }],
+    ["ended_after (last hour)", { endedAfter: hourAgo() }],
+    ["parent_session_id", { parentSessionId: "s-7" }],
     ["agent_id + statuses", { agentId: "agent-7", statuses: ["ACTIVE"] }],
     ["user_id + state_contains", { userId: "user-7", stateContains: { step: 7 } }],
   ];
@@ -138,6 +150,9 @@ function sessionProbes(): Probe[] {
     ];
   }).concat([
     { table: "sessions", filter: "List by update_time desc, agent_id", run: (q) => sessions.listSessions(q, "default", { ...none, agentId: "agent-7" }, byUpdateDesc, PAGE, undefined) },
+    { table: "sessions", filter: "List by end_time", run: (q) => sessions.listSessions(q, "default", none, byEnd, PAGE, undefined) },
+    { table: "sessions", filter: "List by end_time desc", run: (q) => sessions.listSessions(q, "default", none, byEndDesc, PAGE, undefined) },
+    { table: "sessions", filter: "List by end_time, past the ended ones", run: (q) => sessions.listSessions(q, "default", none, byEnd, PAGE, { time: null, sessionId: "s-7" }) },
     { table: "sessions", filter: "Stats agent_id", run: (q) => sessions.sessionStats(q, "default", { ...none, agentId: "agent-7" }) },
     { table: "sessions", filter: "Stats none", run: (q) => sessions.sessionStats(q, "default", none) },
   ]);
@@ -156,6 +171,7 @@ function otherProbes(): Probe[] {
   const ev = { sessionId: "s-7", eventTypes: [] as string[], minSeverity: null, afterTime: null, beforeTime: null };
   return [
     { table: "session_messages", filter: "List session_id", run: (q) => listMessages(q, "default", "s-7", 0, PAGE) },
+    { table: "session_messages", filter: "List session_id + roles", run: (q) => listMessages(q, "default", "s-7", 0, PAGE, ["tool"]) },
     { table: "resolutions", filter: "none", run: (q) => resolutions.listResolutions(q, "default", rf, PAGE, undefined) },
     { table: "resolutions", filter: "agent_id", run: (q) => resolutions.listResolutions(q, "default", { ...rf, agentId: "agent-7" }, PAGE, undefined) },
     { table: "resolutions", filter: "session_id", run: (q) => resolutions.listResolutions(q, "default", { ...rf, sessionId: "s-7" }, PAGE, undefined) },
@@ -173,8 +189,10 @@ function otherProbes(): Probe[] {
     { table: "jobs", filter: "states [DEAD]", run: (q) => jobs.list(q, "default", null, ["DEAD"], PAGE, undefined) },
     { table: "jobs", filter: "queue + states [RUNNING]", run: (q) => jobs.list(q, "default", "queue-7", ["RUNNING"], PAGE, undefined) },
     { table: "jobs", filter: "GetQueueStats", run: (q) => jobs.stats(q, "default", "queue-7") },
-    { table: "kv_entries", filter: "List prefix p-7/", run: (q) => keyValue.list(q, "default", "p-7/", null, PAGE, false) },
-    { table: "kv_entries", filter: "List no prefix", run: (q) => keyValue.list(q, "default", "", null, PAGE, true) },
+    { table: "kv_entries", filter: "List prefix p-7/", run: (q) => keyValue.list(q, "default", { prefix: "p-7/", valueContains: null }, null, PAGE, false) },
+    { table: "kv_entries", filter: "List no prefix", run: (q) => keyValue.list(q, "default", { prefix: "", valueContains: null }, null, PAGE, true) },
+    { table: "kv_entries", filter: "List value_contains", run: (q) => keyValue.list(q, "default", { prefix: "", valueContains: { json: { v: 7 } } }, null, PAGE, false) },
+    { table: "kv_entries", filter: "Count value_contains", run: (q) => keyValue.count(q, "default", { prefix: "", valueContains: { json: { v: 7 } } }) },
   ];
 }
 

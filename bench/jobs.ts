@@ -7,7 +7,17 @@
 //    with its batching on (Cairn: LeaseJobs 500 + BatchCompleteJobs;
 //    pg-boss: fetch batchSize 500 + complete(ids); graphile-worker:
 //    localQueue 500 with batched completion),
-//  - enqueue-to-start latency of a waiting worker (Cairn: StreamJobs).
+//  - enqueue-to-start latency of a waiting worker (Cairn: StreamJobs),
+//  - processing under flow control, the backlog spread over 100 groups,
+//    workers taking FLOW_BATCH per lease (4 × 100 in flight at most: the
+//    limit of 5 per group, 500 in all, never binds, so its row measures
+//    what enforcing it costs): Cairn with no config (the reference), with
+//    `fair`, and with at most 5 and at most 1 running per group
+//    (max_running_per_group). The peers' nearest equivalent is one running
+//    per group: pg-boss's `singleton` queue policy (one active job per
+//    singletonKey) and graphile-worker's named queues (queue_name: a
+//    queue's jobs run one at a time). Neither has fairness or a per-group
+//    limit above 1.
 import { CairnClient, type JobLease } from "@cairn/client";
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
 import PgBoss from "pg-boss";
@@ -18,6 +28,16 @@ import { formatTable, measure } from "./measure.js";
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const BACKLOG = Number(process.env.BENCH_JOB_BACKLOG ?? 20_000);
 const LATENCY_JOBS = 150;
+const GROUPS = 100;
+const WORKERS = 4;
+const LEASE_BATCH = 500;
+const FLOW_BATCH = 100;
+
+/** How a processing run over GROUPS groups is set up: Cairn's QueueConfig ({}: none); the peers only do perGroup 1. */
+interface Flow {
+  fair?: boolean;
+  perGroup?: number;
+}
 
 interface System {
   name: string;
@@ -27,6 +47,8 @@ interface System {
   process(n: number): Promise<number>;
   /** Enqueue-to-start latencies (ms) of jobs enqueued one at a time while a worker waits. */
   latency(count: number): Promise<number[]>;
+  /** As process, the jobs spread over GROUPS groups, under `flow`; absent when the system has no equivalent. */
+  processFlow?(n: number, flow: Flow): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -41,6 +63,34 @@ async function fill(enqueueBatch: (n: number) => Promise<unknown>, n: number) {
 function cairn(address: string): System {
   const client = new CairnClient(address);
   let round = 0;
+  /**
+   * WORKERS workers lease `batch` at a time and complete each batch in
+   * one call, until n are done; jobs/s up to the moment the last completed.
+   * A worker held back by a limit waits (LeaseJobs' wait) for room.
+   */
+  async function drain(queue: string, n: number, batch: number): Promise<number> {
+    let processed = 0;
+    let finished = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: WORKERS }, async (_, w) => {
+        while (processed < n) {
+          const { leases } = await client.jobs.leaseJobs({
+            queue,
+            workerId: `w${w}`,
+            maxJobs: batch,
+            leaseDuration: { seconds: 60, nanos: 0 },
+            wait: { seconds: 1, nanos: 0 },
+          });
+          if (leases.length === 0) continue;
+          await client.jobs.batchCompleteJobs({ requests: leases.map((l) => ({ jobId: l.job!.jobId, leaseToken: l.leaseToken })) });
+          processed += leases.length;
+          if (processed >= n) finished = performance.now();
+        }
+      }),
+    );
+    return processed / ((finished - started) / 1000);
+  }
   return {
     name: "cairn",
     enqueue: (i) => client.jobs.enqueueJob({ job: { queue: "enqueue", payload: payload(i) } }),
@@ -48,19 +98,16 @@ function cairn(address: string): System {
     async process(n) {
       const queue = `process-${++round}`;
       await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => ({ job: { queue, payload: payload(i) } })) }), n);
-      let processed = 0;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: 4 }, async (_, w) => {
-          while (processed < n) {
-            const { leases } = await client.jobs.leaseJobs({ queue, workerId: `w${w}`, maxJobs: 500, leaseDuration: { seconds: 60, nanos: 0 } });
-            if (leases.length === 0) break;
-            await client.jobs.batchCompleteJobs({ requests: leases.map((l) => ({ jobId: l.job!.jobId, leaseToken: l.leaseToken })) });
-            processed += leases.length;
-          }
-        }),
-      );
-      return processed / ((performance.now() - started) / 1000);
+      return drain(queue, n, LEASE_BATCH);
+    },
+    async processFlow(n, flow) {
+      const queue = `flow-${++round}`;
+      if (flow.fair || flow.perGroup) {
+        await client.jobs.updateQueueConfig({ config: { queue, fair: flow.fair ?? false, maxRunningPerGroup: flow.perGroup ?? 0 } });
+      }
+      const job = (i: number) => ({ job: { queue, payload: payload(i), groupKey: `tenant-${i % GROUPS}` } });
+      await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => job(i)) }), n);
+      return drain(queue, n, FLOW_BATCH);
     },
     async latency(count) {
       const queue = `latency-${++round}`;
@@ -92,6 +139,42 @@ async function pgBoss(databaseUrl: string): Promise<System> {
   await boss.start();
   await boss.createQueue("enqueue");
   let round = 0;
+  /** boss.complete of a batch; two batches completing at once can deadlock in pg-boss (40P01): then again. */
+  async function completeBatch(queue: string, ids: string[]): Promise<void> {
+    for (;;) {
+      try {
+        await boss.complete(queue, ids);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== "40P01") throw error;
+      }
+    }
+  }
+  /**
+   * As Cairn's drain: fetch `batch`, complete them in one call. pg-boss
+   * cannot wait for work: an empty fetch (nothing runnable, or a singleton
+   * key already active, which fails the fetch) tries again 2 ms later.
+   */
+  async function drain(queue: string, n: number, batch: number): Promise<number> {
+    let processed = 0;
+    let finished = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: WORKERS }, async () => {
+        while (processed < n) {
+          const jobs = await boss.fetch(queue, { batchSize: batch });
+          if (jobs.length === 0) {
+            await sleep(2);
+            continue;
+          }
+          await completeBatch(queue, jobs.map((j) => j.id));
+          processed += jobs.length;
+          if (processed >= n) finished = performance.now();
+        }
+      }),
+    );
+    return processed / ((finished - started) / 1000);
+  }
   return {
     name: "pg-boss",
     enqueue: (i) => boss.send("enqueue", payload(i)),
@@ -100,19 +183,16 @@ async function pgBoss(databaseUrl: string): Promise<System> {
       const queue = `process-${++round}`;
       await boss.createQueue(queue);
       await fill((k) => boss.insert(Array.from({ length: k }, (_, i) => ({ name: queue, data: payload(i) }))), n);
-      let processed = 0;
-      const started = performance.now();
-      await Promise.all(
-        Array.from({ length: 4 }, async () => {
-          while (processed < n) {
-            const jobs = await boss.fetch(queue, { batchSize: 500 });
-            if (jobs.length === 0) break;
-            await boss.complete(queue, jobs.map((j) => j.id));
-            processed += jobs.length;
-          }
-        }),
-      );
-      return processed / ((performance.now() - started) / 1000);
+      return drain(queue, n, LEASE_BATCH);
+    },
+    async processFlow(n, flow) {
+      if (flow.fair || flow.perGroup !== 1) throw new Error("pg-boss has no fairness, nor a per-key limit above 1");
+      const queue = `flow-${++round}`;
+      // singleton: at most one active job per singletonKey.
+      await boss.createQueue(queue, { name: queue, policy: "singleton" });
+      const job = (i: number) => ({ name: queue, data: payload(i), singletonKey: `tenant-${i % GROUPS}` });
+      await fill((k) => boss.insert(Array.from({ length: k }, (_, i) => job(i))), n);
+      return drain(queue, n, FLOW_BATCH);
     },
     async latency(count) {
       const queue = `latency-${++round}`;
@@ -158,6 +238,17 @@ async function graphileWorker(databaseUrl: string): Promise<System> {
       await runUntil({ [task]: async () => void processed++ }, () => processed >= n, 300_000);
       return processed / ((performance.now() - started) / 1000);
     },
+    async processFlow(n, flow) {
+      if (flow.fair || flow.perGroup !== 1) throw new Error("graphile-worker has no fairness, nor a per-queue limit above 1");
+      const task = `flow_${++round}`;
+      // A named queue runs its jobs one at a time: one per group.
+      const job = (i: number) => ({ identifier: task, payload: payload(i), queueName: `${task}_tenant_${i % GROUPS}` });
+      await fill((k) => utils.addJobs(Array.from({ length: k }, (_, i) => job(i))), n);
+      let processed = 0;
+      const started = performance.now();
+      await runUntil({ [task]: async () => void processed++ }, () => processed >= n, 300_000);
+      return processed / ((performance.now() - started) / 1000);
+    },
     async latency(count) {
       const task = `latency_${++round}`;
       const latencies: number[] = [];
@@ -183,6 +274,9 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+/** The flow-control rows, by result key: what Cairn runs (the peers run only perGroup 1). */
+const FLOWS: Record<string, Flow> = { grouped: {}, fair: { fair: true }, perGroup5: { perGroup: 5 }, perGroup1: { perGroup: 1 } };
+
 export async function benchJobs(): Promise<void> {
   const env = await startBenchEnvironment();
   const systems = [cairn(env.cairnAddress), await pgBoss(env.databaseUrl), await graphileWorker(env.databaseUrl)];
@@ -194,6 +288,9 @@ export async function benchJobs(): Promise<void> {
       r.single = (await measure(32, SECONDS, (w, i) => s.enqueue(w * 100_000 + i))).callsPerSecond;
       r.batched = (await measure(4, SECONDS, () => s.enqueueBatch(1000))).callsPerSecond * 1000;
       r.processed = await s.process(BACKLOG);
+      for (const [row, flow] of Object.entries(FLOWS)) {
+        if (s.name === "cairn" || flow.perGroup === 1) r[row] = await s.processFlow!(BACKLOG, flow);
+      }
       const latencies = await s.latency(LATENCY_JOBS);
       r.p50 = percentile(latencies, 50);
       r.p99 = percentile(latencies, 99);
@@ -209,11 +306,22 @@ export async function benchJobs(): Promise<void> {
       return lowerIsBetter ? `${(y / x).toFixed(2)}x` : `${(x / y).toFixed(2)}x`;
     };
     const fmt = (v: number, digits = 0) => v.toFixed(digits);
+    /** A flow-control row: Cairn's figure with its share of the same run without a config; "-" where a peer has no equivalent. */
+    const flowRow = (label: string, row: string) => [
+      label,
+      `${fmt(c[row]!)} (${fmt((100 * c[row]!) / c.grouped!)} %)`,
+      ...peers.map((p) => (results.get(p)![row] === undefined ? "-" : fmt(results.get(p)![row]!))),
+      ...peers.map((p) => (results.get(p)![row] === undefined ? "-" : ratio(row, p))),
+    ];
     const rows = [
       ["measure", "cairn", ...peers, ...peers.map((p) => `cairn vs ${p}`)],
       ["single enqueue, conc 32 (jobs/s)", fmt(c.single!), ...peers.map((p) => fmt(results.get(p)!.single!)), ...peers.map((p) => ratio("single", p))],
       ["batched enqueue, 1000/call (jobs/s)", fmt(c.batched!), ...peers.map((p) => fmt(results.get(p)!.batched!)), ...peers.map((p) => ratio("batched", p))],
       [`processing, backlog ${BACKLOG} (jobs/s)`, fmt(c.processed!), ...peers.map((p) => fmt(results.get(p)!.processed!)), ...peers.map((p) => ratio("processed", p))],
+      [`${GROUPS} groups, ${WORKERS} × ${FLOW_BATCH} per lease, no config (jobs/s)`, `${fmt(c.grouped!)} (100 %)`, "-", "-", "-", "-"],
+      flowRow(`  ${GROUPS} groups, fair`, "fair"),
+      flowRow(`  ${GROUPS} groups, ≤ 5 running per group`, "perGroup5"),
+      flowRow(`  ${GROUPS} groups, ≤ 1 running per group (peers: singleton / queue_name)`, "perGroup1"),
       ["enqueue-to-start p50 (ms)", fmt(c.p50!, 1), ...peers.map((p) => fmt(results.get(p)!.p50!, 1)), ...peers.map((p) => ratio("p50", p, true))],
       ["enqueue-to-start p99 (ms)", fmt(c.p99!, 1), ...peers.map((p) => fmt(results.get(p)!.p99!, 1)), ...peers.map((p) => ratio("p99", p, true))],
     ];

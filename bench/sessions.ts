@@ -5,7 +5,11 @@
 // part of what is measured. Then the cost of authentication: the same
 // daemon with TLS and a bearer token against plaintext without auth
 // (BENCH_AUTH=0 skips it). Then the cost of the metrics: the same daemon with
-// the operations endpoint off and on (BENCH_METRICS=0 skips it).
+// the operations endpoint off and on (BENCH_METRICS=0 skips it). Then the
+// cost of session history on UpdateSession, and a state_patch against a
+// full-state update (BENCH_HISTORY=0 skips it). Then the outbox write (a
+// session update, a KV put and an enqueue) as one Commit, as three calls and
+// as raw pg (bench/commit.ts; BENCH_COMMIT=0 skips it).
 import { CairnClient } from "@cairn/client";
 import { credentials } from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
@@ -13,13 +17,16 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { v7 as uuidv7 } from "uuid";
 import { TestCa } from "../test/support/certs.js";
+import pg from "pg";
 import { Database } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
+import { HISTORY_SETTING } from "../src/sessions/history.js";
 import { applyUpdates, createSessions, readSessionKeys } from "../src/sessions/store.js";
 import { performance } from "node:perf_hooks";
 import { GrpcServerMetrics } from "../src/ops/metrics.js";
+import { benchCommit } from "./commit.js";
 import { startBenchEnvironment } from "./environment.js";
-import { compare, formatTable, measure } from "./measure.js";
+import { compare, formatTable, measure, type Op } from "./measure.js";
 
 const CONCURRENCIES = [1, 16, 64];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -86,6 +93,139 @@ export async function benchSessions(): Promise<void> {
   }
   if (process.env.BENCH_AUTH !== "0") await benchAuthenticated();
   if (process.env.BENCH_METRICS !== "0") await benchMetrics();
+  if (process.env.BENCH_HISTORY !== "0") await benchHistory();
+  if (process.env.BENCH_COMMIT !== "0") await benchCommit();
+}
+
+/**
+ * What session history costs an UpdateSession: a daemon with
+ * CAIRN_SESSION_HISTORY_VERSIONS=0 (the trigger's WHEN is false) against one
+ * with the default (each update also writes the version it replaces), the
+ * rounds alternating so that drift of the machine falls on both sides; and a
+ * state_patch (one key merged in SQL) against a full-state update, both with
+ * history on. Then the trigger's own cost, inside PostgreSQL.
+ */
+export async function benchHistory(): Promise<void> {
+  const ROUNDS = Number(process.env.BENCH_HISTORY_ROUNDS ?? 3);
+  const CONCURRENCY = [1, 16];
+  const sides = [
+    { name: "off", env: await startBenchEnvironment(20, { CAIRN_SESSION_HISTORY_VERSIONS: "0" }) },
+    { name: "on", env: await startBenchEnvironment(20, {}) },
+  ];
+  const prepared = await Promise.all(
+    sides.map(async ({ env }) => {
+      const client = new CairnClient(env.cairnAddress);
+      const { sessions } = await client.sessions.batchCreateSessions({
+        requests: Array.from({ length: 1000 }, () => ({ session: { agentId: "bench", state: state(0) } })),
+      });
+      const ids = sessions.map((s) => s.sessionId);
+      const own = (worker: number, i: number) => ids[(worker * 64 + (i % 16)) % ids.length]!;
+      const ops: Record<string, Op> = {
+        "UpdateSession state": (w, i) => client.sessions.updateSession({ session: { sessionId: own(w, i), state: state(i) }, updateMask: ["state"] }),
+        "UpdateSession state_patch": (w, i) => client.sessions.updateSession({ session: { sessionId: own(w, i) }, statePatch: { step: i } }),
+      };
+      return { client, ops };
+    }),
+  );
+  const mean = new Map<string, number>();
+  const add = (key: string, value: number) => mean.set(key, (mean.get(key) ?? 0) + value / ROUNDS);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const concurrency of CONCURRENCY) {
+      for (const method of Object.keys(prepared[0]!.ops)) {
+        for (const [s, side] of sides.entries()) {
+          const op = prepared[s]!.ops[method]!;
+          if (round === 0) await measure(concurrency, 0.5, op);
+          const r = await measure(concurrency, SECONDS, op);
+          if (r.errors) console.error(`${method}@${concurrency} history ${side.name}: ${r.errors} errors`);
+          add(`${method}|${concurrency}|${side.name}|cps`, r.callsPerSecond);
+          add(`${method}|${concurrency}|${side.name}|p50`, r.p50Ms);
+        }
+      }
+    }
+  }
+  const cost = (off: number, on: number) => `${((100 * (off - on)) / off).toFixed(1)}%`;
+  const rows = [["method", "conc", "history off calls/s", "p50 ms", "history on calls/s", "p50 ms", "cost"]];
+  for (const concurrency of CONCURRENCY) {
+    for (const method of Object.keys(prepared[0]!.ops)) {
+      const get = (side: string, what: string) => mean.get(`${method}|${concurrency}|${side}|${what}`)!;
+      rows.push([
+        method,
+        String(concurrency),
+        get("off", "cps").toFixed(0),
+        get("off", "p50").toFixed(2),
+        get("on", "cps").toFixed(0),
+        get("on", "p50").toFixed(2),
+        cost(get("off", "cps"), get("on", "cps")),
+      ]);
+    }
+  }
+  console.log(`
+session history (${ROUNDS} alternating rounds of ${SECONDS} s): CAIRN_SESSION_HISTORY_VERSIONS=0 vs 100
+`);
+  console.log(formatTable(rows));
+  console.log(`
+state_patch vs full state, history on (calls/s):`);
+  console.log(
+    formatTable([
+      ["conc", "full state", "state_patch", "patch/full"],
+      ...CONCURRENCY.map((c) => {
+        const full = mean.get(`UpdateSession state|${c}|on|cps`)!;
+        const patch = mean.get(`UpdateSession state_patch|${c}|on|cps`)!;
+        return [String(c), full.toFixed(0), patch.toFixed(0), `${((100 * patch) / full).toFixed(0)}%`];
+      }),
+    ]),
+  );
+  for (const { client } of prepared) client.close();
+  await benchHistoryTrigger(sides[1]!.env.databaseUrl);
+  for (const side of sides) await side.env.close();
+}
+
+/**
+ * The trigger alone, inside PostgreSQL: one server-side loop of UPDATEs
+ * (the columns UpdateSession writes), timed, with the setting 0 against
+ * 100, alternating, each loop rolled back. No network, commit or fsync in
+ * it: what history adds to the statement itself.
+ */
+async function benchHistoryTrigger(databaseUrl: string): Promise<void> {
+  const ROUNDS = 6;
+  const UPDATES = 5000;
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query(
+    `INSERT INTO sessions (namespace, session_id, agent_id, status, state)
+     SELECT 'bench-trigger', 'trigger-' || g, 'bench', 'ACTIVE', $1::jsonb FROM generate_series(0, 999) AS g`,
+    [JSON.stringify(state(0))],
+  );
+  const loop = async (keep: number) => {
+    await client.query("BEGIN");
+    await client.query("SELECT set_config($1, $2, true)", [HISTORY_SETTING, String(keep)]);
+    const t0 = performance.now();
+    await client.query(`DO $$ BEGIN
+      FOR i IN 1..${UPDATES} LOOP
+        UPDATE sessions SET state = jsonb_set(state, '{step}', to_jsonb(i)), version = version + 1, update_time = now()
+         WHERE namespace = 'bench-trigger' AND session_id = 'trigger-' || (i % 1000);
+      END LOOP;
+    END $$`);
+    const us = ((performance.now() - t0) * 1000) / UPDATES;
+    await client.query("ROLLBACK");
+    return us;
+  };
+  const totals = { off: 0, on: 0 };
+  await loop(0);
+  for (let round = 0; round < ROUNDS; round++) {
+    totals.off += (await loop(0)) / ROUNDS;
+    totals.on += (await loop(100)) / ROUNDS;
+  }
+  await client.end();
+  console.log(`\none UPDATE inside PostgreSQL (${ROUNDS} alternating loops of ${UPDATES}), history setting 0 vs 100:\n`);
+  console.log(
+    formatTable([
+      ["history", "µs per UPDATE"],
+      ["off", totals.off.toFixed(1)],
+      ["on", totals.on.toFixed(1)],
+      ["added", (totals.on - totals.off).toFixed(1)],
+    ]),
+  );
 }
 
 /**

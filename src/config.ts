@@ -57,8 +57,14 @@ export interface Config {
   watchRetentionMs: number;
   /** How often expired job leases are rescued. */
   leaseRescueIntervalMs: number;
+  /** Longest sleep of the schedule ticker (it wakes sooner when a fire time comes first). */
+  scheduleTickMs: number;
   /** How long finished jobs are kept. */
   jobRetentionMs: number;
+  /** How long metric points are kept (by their time). */
+  metricRetentionMs: number;
+  /** Versions of each session its history keeps, the current one included; 0 (or 1): history off. */
+  sessionHistoryVersions: number;
   limits: Limits;
   streams: StreamLimits;
   /** Longest wait for a free pool connection, when the call's deadline is not sooner. */
@@ -231,12 +237,33 @@ export const SETTINGS = {
     parse: positiveInt(10),
     help: "how often expired job leases are rescued (one replica at a time)",
   },
+  scheduleTickMs: {
+    env: "CAIRN_SCHEDULE_TICK_MS",
+    flag: "schedule-tick-ms",
+    default: 1_000,
+    parse: positiveInt(10, 60_000),
+    help: "longest wait of the schedule ticker between looks for due fire times (one replica fires at a time)",
+  },
   jobRetentionMs: {
     env: "CAIRN_JOB_RETENTION_MS",
     flag: "job-retention-ms",
     default: 7 * 24 * 3600 * 1000,
     parse: positiveInt(1),
     help: "how long finished jobs are kept",
+  },
+  metricRetentionMs: {
+    env: "CAIRN_METRIC_RETENTION_MS",
+    flag: "metric-retention-ms",
+    default: 30 * 24 * 3600 * 1000,
+    parse: positiveInt(1),
+    help: "how long metric points are kept, counted from their time",
+  },
+  sessionHistoryVersions: {
+    env: "CAIRN_SESSION_HISTORY_VERSIONS",
+    flag: "session-history-versions",
+    default: 100,
+    parse: positiveInt(0, 1_000_000),
+    help: "versions of each session kept for GetSession/ListSessionVersions/ForkSession, the current one included (0: history off)",
   },
   maxDocumentBytes: {
     env: "CAIRN_MAX_DOCUMENT_BYTES",
@@ -419,7 +446,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     reaperIntervalMs: v.reaperIntervalMs,
     watchRetentionMs: v.watchRetentionMs,
     leaseRescueIntervalMs: v.leaseRescueIntervalMs,
+    scheduleTickMs: v.scheduleTickMs,
     jobRetentionMs: v.jobRetentionMs,
+    metricRetentionMs: v.metricRetentionMs,
+    sessionHistoryVersions: v.sessionHistoryVersions,
     limits: {
       maxDocumentBytes: v.maxDocumentBytes,
       maxKeyBytes: v.maxKeyBytes,

@@ -9,6 +9,7 @@ import { migrate } from "./db/migrate.js";
 import { DatabaseMonitor } from "./db/monitor.js";
 import { CHANNELS, NotifyHub } from "./db/notify-hub.js";
 import { createPool } from "./db/pool.js";
+import { HISTORY_SETTING } from "./sessions/history.js";
 import type { Logger } from "./logger.js";
 import { startOpsServer } from "./ops/http.js";
 import { CairnMetrics } from "./ops/metrics.js";
@@ -99,6 +100,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       max: config.dbPoolMax,
       statementTimeoutMs: config.statementTimeoutMs,
       poolWaitMs: config.poolWaitMs,
+      // The history trigger reads it (migrations/1763800800000_session_history.sql).
+      settings: { [HISTORY_SETTING]: config.sessionHistoryVersions },
     });
     const db = new Database(pool, tracing);
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);

@@ -103,6 +103,16 @@ export function versionConflict(resource: string, id: string, currentVersion: nu
   );
 }
 
+/** A session version older than the history keeps (CAIRN_SESSION_HISTORY_VERSIONS). */
+export function versionPruned(sessionId: string, version: number, oldestKept: number): CairnError {
+  return new CairnError(
+    "not_found",
+    "VERSION_PRUNED",
+    `session ${JSON.stringify(sessionId)} no longer holds version ${version} in its history; the oldest kept is ${oldestKept}`,
+    { resource: "session", id: sessionId, version: String(version), oldest_version: String(oldestKept) },
+  );
+}
+
 export function unavailable(message: string, cause?: unknown): CairnError {
   return new CairnError("unavailable", "DATABASE_UNAVAILABLE", message, {}, [], { cause });
 }
@@ -140,6 +150,26 @@ export function uniqueViolation(cause: unknown): CairnError {
 /** A fenced job write whose lease_token is no longer the job's. */
 export function leaseLost(jobId: string): CairnError {
   return new CairnError("aborted", "LEASE_LOST", `the lease on job ${JSON.stringify(jobId)} is no longer held`, { job_id: jobId });
+}
+
+/** A heartbeat on a job that was cancelled while this lease ran it: the worker should stop. */
+export function jobCancelled(jobId: string): CairnError {
+  return new CairnError("aborted", "JOB_CANCELLED", `job ${JSON.stringify(jobId)} was cancelled; stop working on it`, { job_id: jobId });
+}
+
+/** A Commit's condition that does not hold; `current` is current_version or current_state. */
+export function conditionFailed(index: number, what: string, current: Record<string, string>): CairnError {
+  return new CairnError("aborted", "CONDITION_FAILED", `conditions[${index}]: ${what}`, { condition_index: String(index), ...current });
+}
+
+/**
+ * The same error with its message prefixed by where it happened and more
+ * metadata (a Commit's failing operation: its operation_index).
+ */
+export function locatedError(error: CairnError, where: string, metadata: Record<string, string>): CairnError {
+  return new CairnError(error.kind, error.reason, `${where}: ${error.message}`, { ...error.metadata, ...metadata }, error.fieldViolations, {
+    cause: error.cause,
+  });
 }
 
 /** A Watch that starts before the retained change log. */
@@ -180,6 +210,16 @@ export function messageTooLarge(bytes: number, limit: number): CairnError {
   return new CairnError("resource_exhausted", "MESSAGE_TOO_LARGE", `the response is ${bytes} bytes; the limit is ${limit}`, {
     limit: String(limit),
   });
+}
+
+/** A QueryMetrics result that would pass the message limit: the caller narrows it or aggregates. */
+export function metricQueryTooLarge(limit: number): CairnError {
+  return new CairnError(
+    "resource_exhausted",
+    "MESSAGE_TOO_LARGE",
+    `the query's result would pass the message limit of ${limit} bytes; narrow start_time..end_time or the labels, or aggregate with a step`,
+    { limit: String(limit) },
+  );
 }
 
 /** No credentials, or credentials that name no principal. */

@@ -11,7 +11,16 @@ import type { Logger } from "./logger.js";
 export const LOCKS = {
   reaper: 0x43414952, // "CAIR"
   leaseRescue: 0x43414953,
+  schedules: 0x43414954,
 } as const;
+
+/** A loop the daemon starts after the server listens and stops before the pool closes. */
+export interface BackgroundLoop {
+  start(): void;
+  stop(): Promise<void>;
+  /** Told of every task's removals (cairn_reaper_deleted_total); set by the daemon on loops that remove rows. */
+  onReaped?: ((task: string, removed: number) => void) | undefined;
+}
 
 export interface ReaperTask {
   name: string;

@@ -3,9 +3,11 @@ import * as grpc from "@grpc/grpc-js";
 import {
   JobServiceService,
   KeyValueServiceService,
+  MetricServiceService,
   ResolutionServiceService,
   SessionServiceService,
   TraceEventServiceService,
+  TransactionServiceService,
 } from "@cairn/client";
 import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { type CallerSettler, openDoor } from "./auth/caller.js";
@@ -20,15 +22,21 @@ import { StreamRegistry } from "./grpc/streams.js";
 import { addReflection } from "./grpc/reflection.js";
 import type { Logger } from "./logger.js";
 import type { CairnMetrics } from "./ops/metrics.js";
-import { LOCKS, Reaper } from "./reaper.js";
+import { type BackgroundLoop, LOCKS, Reaper } from "./reaper.js";
+import { scheduleHandlers } from "./jobs/schedule-service.js";
+import { ScheduleTicker } from "./jobs/schedule-ticker.js";
 import { jobHandlers } from "./jobs/service.js";
 import * as jobs from "./jobs/store.js";
 import { keyValueHandlers } from "./keyvalue/service.js";
 import * as keyValue from "./keyvalue/store.js";
+import { metricHandlers } from "./metrics/service.js";
+import * as metricPoints from "./metrics/store.js";
 import { resolutionHandlers } from "./resolutions/service.js";
 import * as resolutions from "./resolutions/store.js";
+import * as sessionHistory from "./sessions/history.js";
 import { sessionHandlers } from "./sessions/service.js";
 import { traceHandlers } from "./traces/service.js";
+import { transactionHandlers } from "./transactions/service.js";
 import * as traces from "./traces/store.js";
 
 /** The full name of the service a ts-proto definition describes ("cairn.v1.SessionService"). */
@@ -39,8 +47,8 @@ function serviceName(definition: Record<string, { path: string }>): string {
 export interface BuiltServer {
   server: grpc.Server;
   streams: StreamRegistry;
-  /** Background loops: TTL purges and retention; job lease rescue. */
-  background: Reaper[];
+  /** Background loops: TTL purges and retention; job lease rescue; the schedule ticker. */
+  background: BackgroundLoop[];
   setServing(serving: boolean): void;
   /** Ends every wait for work at once (LeaseJobs' wait): the daemon is stopping. */
   beginStopping(): void;
@@ -86,14 +94,24 @@ export function buildServer(
     hub,
     progressIntervalMs: config.progressIntervalMs,
     // What deleting sessions does to every other service's rows, in one transaction.
-    sessionCascade: [resolutions.onSessionsDeleted, traces.onSessionsDeleted, keyValue.onSessionsDeleted, jobs.onSessionsDeleted],
+    sessionCascade: [
+      sessionHistory.onSessionsDeleted,
+      resolutions.onSessionsDeleted,
+      traces.onSessionsDeleted,
+      keyValue.onSessionsDeleted,
+      jobs.onSessionsDeleted,
+      metricPoints.onSessionsDeleted,
+    ],
+    sessionHistoryVersions: config.sessionHistoryVersions,
     stopping: stopping.signal,
   };
   serve(SessionServiceService, sessionHandlers(services));
   serve(ResolutionServiceService, resolutionHandlers(services));
   serve(TraceEventServiceService, traceHandlers(services, metrics?.traceEventsAppended));
+  serve(TransactionServiceService, transactionHandlers(services, metrics?.traceEventsAppended));
   serve(KeyValueServiceService, keyValueHandlers(services));
-  serve(JobServiceService, jobHandlers(services));
+  serve(MetricServiceService, metricHandlers(services));
+  serve(JobServiceService, { ...jobHandlers(services), ...scheduleHandlers(services) });
 
   const health = new HealthImplementation({ "": "NOT_SERVING" });
   health.addToServer(server);
@@ -116,6 +134,8 @@ export function buildServer(
       { name: "expired entries", run: () => keyValue.purgeExpired(q, everyNamespace) },
       { name: "key-value change log", run: () => keyValue.compactChanges(q, config.watchRetentionMs) },
       { name: "finished jobs", run: () => jobs.deleteFinished(q, config.jobRetentionMs) },
+      { name: "metric points past retention", run: () => metricPoints.deleteExpired(q, config.metricRetentionMs) },
+      { name: "session versions past the history depth", run: () => sessionHistory.pruneVersions(q, config.sessionHistoryVersions) },
       { name: "request ids past the idempotency window", run: () => inBatches((limit) => purgeRequestIdsBatch(q, limit)) },
     ],
     config.reaperIntervalMs,
@@ -128,5 +148,6 @@ export function buildServer(
     log,
     LOCKS.leaseRescue,
   );
-  return { server, streams, background: [reaper, rescue], setServing, beginStopping: () => stopping.abort() };
+  const schedules = new ScheduleTicker(q, config.scheduleTickMs, log);
+  return { server, streams, background: [reaper, rescue, schedules], setServing, beginStopping: () => stopping.abort() };
 }

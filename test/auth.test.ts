@@ -75,7 +75,7 @@ afterAll(async () => {
 });
 
 it("every method of Cairn's services has a role, and the table names no other method", () => {
-  const services = [c.SessionServiceService, c.ResolutionServiceService, c.TraceEventServiceService, c.KeyValueServiceService, c.JobServiceService];
+  const services = [c.SessionServiceService, c.ResolutionServiceService, c.TraceEventServiceService, c.KeyValueServiceService, c.JobServiceService, c.MetricServiceService, c.TransactionServiceService];
   const methods = services.flatMap((s) => Object.values(s).map((m) => m.path.slice(1)));
   expect(methods.filter((m) => !(m in METHOD_ROLES))).toEqual([]);
   expect(Object.keys(METHOD_ROLES).filter((m) => !methods.includes(m))).toEqual([]);

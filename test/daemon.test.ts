@@ -60,12 +60,16 @@ describe("with a healthy database", () => {
     }
   });
 
-  /** UpdateSession statements of the daemon now waiting on a row lock. */
+  /**
+   * Statements of this test's database now waiting on a lock: the daemon's
+   * UpdateSession (matched by waiting, not by its text, which
+   * pg_stat_activity cuts at track_activity_query_size).
+   */
   async function blockedUpdates(sql: pg.Pool): Promise<number> {
     const result = await sql.query(
       `SELECT count(*)::int AS n FROM pg_stat_activity
         WHERE datname = current_database() AND state = 'active' AND wait_event_type = 'Lock'
-          AND query LIKE '%UPDATE sessions s SET%' AND pid <> pg_backend_pid()`,
+          AND pid <> pg_backend_pid()`,
     );
     return result.rows[0].n;
   }

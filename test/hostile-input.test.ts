@@ -13,6 +13,7 @@ import {
   JobServiceService,
   JobState,
   KeyValueServiceService,
+  MetricServiceService,
   ResolutionServiceService,
   Session,
   SessionServiceService,
@@ -271,9 +272,19 @@ describe("update masks (AIP-134)", () => {
 // Fuzz: every unary method of every Cairn service, raw request bytes.
 
 const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(wire.descriptorSetBase64, "base64")));
-const SERVICES = [SessionServiceService, ResolutionServiceService, TraceEventServiceService, KeyValueServiceService, JobServiceService];
+// TransactionService is left out: its operations are oneof members holding
+// whole requests, which this generator's field paths cannot reach; its own
+// tests (transactions.test.ts) check each operation's validation.
+const SERVICES = [
+  SessionServiceService,
+  ResolutionServiceService,
+  TraceEventServiceService,
+  KeyValueServiceService,
+  JobServiceService,
+  MetricServiceService,
+];
 /** A Job's output-only fields: handlers ignore what a request puts there. */
-const OUTPUT_ONLY = /(^|\.)job\.(result|last_error|worker_id)/;
+const OUTPUT_ONLY = /(^|\.)job\.(result|last_error|worker_id|progress)/;
 
 interface MessageType {
   fromPartial(object: unknown): unknown;
@@ -315,7 +326,10 @@ const SEEDS: Record<string, object> = {
   BatchCreateSessions: { requests: [{ session: { agentId: "fz", metadata: { m: 1 } } }] },
   BatchDeleteSessions: { sessionIds: ["fz-none"] },
   AppendMessages: { sessionId: "fz-s", messages: [{ role: "user", content: "hi", metadata: { m: 1 } }] },
-  ListMessages: { sessionId: "fz-s", pageSize: 5 },
+  ListMessages: { sessionId: "fz-s", pageSize: 5, roles: ["user"] },
+  BatchUpdateSessions: { requests: [{ session: { sessionId: "fz-s", agentId: "fz", metadata: { m: 2 } }, allowMissing: true, statePatch: { p: 1 } }] },
+  DeleteMessages: { sessionId: "fz-none" },
+  ImportSessions: { sessions: [{ sessionId: "fz-imp", agentId: "fz", state: { s: 1 } }], messages: [{ sessionId: "fz-imp", sequence: 1, role: "user", content: "hi" }] },
   CreateResolution: { resolution: JSON_RESOLUTION, ttl: { seconds: 60 } },
   BatchCreateResolutions: { requests: [{ resolution: JSON_RESOLUTION, ttl: { seconds: 60 } }] },
   GetResolution: { resolutionId: "fz-r" },
@@ -347,6 +361,22 @@ const SEEDS: Record<string, object> = {
   GetQueueStats: { queue: "fz-q" },
   PauseQueue: { queue: "fz-q" },
   ResumeQueue: { queue: "fz-q" },
+  GetQueueConfig: { queue: "fz-q" },
+  UpdateQueueConfig: { config: { queue: "fz-q", maxRunningPerGroup: 2, rateLimit: { count: 5, period: { seconds: 1 }, scope: 1 } } },
+  CreateSchedule: { schedule: { queue: "fz", cron: "*/5 * * * *", timeZone: "UTC", job: { payload: { p: 1 }, groupKey: "g" } } },
+  GetSchedule: { scheduleId: "fz-none" },
+  ListSchedules: { pageSize: 5 },
+  UpdateSchedule: { schedule: { scheduleId: "fz-none", cron: "0 * * * *", job: { payload: { p: 2 } } } },
+  DeleteSchedule: { scheduleId: "fz-none" },
+  PauseSchedule: { scheduleId: "fz-none" },
+  ResumeSchedule: { scheduleId: "fz-none" },
+  TriggerSchedule: { scheduleId: "fz-none" },
+  ListSessionVersions: { sessionId: "fz-s", pageSize: 5 },
+  ForkSession: { sessionId: "fz-none", upToSequence: 1 },
+  ImportResolutions: { resolutions: [{ ...JSON_RESOLUTION, resolutionId: "fz-imp-r" }] },
+  Count: { prefix: "fz/", valueContains: { j: 1 } },
+  RecordMetrics: { points: [{ name: "tokens", entity: "fz", labels: { a: "b" }, value: 1 }] },
+  QueryMetrics: { name: "tokens", entity: "fz", labels: { a: "b" }, startTime: { seconds: 1_700_000_000, nanos: 0 }, step: { seconds: 60, nanos: 0 }, aggregation: 3 },
 };
 
 /** mulberry32: a small seeded PRNG, so a failing case can be replayed. */

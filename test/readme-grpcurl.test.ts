@@ -83,8 +83,18 @@ function readmeCommands(): Command[] {
     });
 }
 
-/** The placeholders the README tells the reader to fill in, from the responses that give them. */
-const PLACEHOLDERS: Record<string, string> = { "<id>": "sessionId", "<resolution_id>": "resolutionId", "<job_id>": "jobId" };
+/**
+ * The placeholders the README tells the reader to fill in, from the first
+ * response that gives one; a lease token from the latest (a heartbeat names
+ * the lease just taken).
+ */
+const PLACEHOLDERS: Record<string, (response: Record<string, any>) => unknown> = {
+  "<id>": (r) => r.sessionId,
+  "<resolution_id>": (r) => r.resolutionId,
+  "<job_id>": (r) => r.jobId,
+  "<lease_token>": (r) => r.leases?.[0]?.leaseToken,
+};
+const LATEST = new Set(["<lease_token>"]);
 
 async function replay(address: string, method: string, body: unknown, timeout: number) {
   const { stdout } = await run(PYTHON, [SCRIPT, address, "call", method, JSON.stringify(body), String(timeout)], {
@@ -130,9 +140,9 @@ describe("README grpcurl commands", () => {
       // A stream runs until -max-time; two seconds show it started (the Python client's deadline).
       const outcome = await replay(h.daemon.address, command.method, body, command.maxTime ? Math.min(command.maxTime, 2) : 10);
       outcomes.push({ line: command.line, code: outcome.code, message: outcome.message });
-      for (const [placeholder, field] of Object.entries(PLACEHOLDERS)) {
-        const value = outcome.response?.[field];
-        if (typeof value === "string" && !known[placeholder]) known[placeholder] = value;
+      for (const [placeholder, pick] of Object.entries(PLACEHOLDERS)) {
+        const value = outcome.response && pick(outcome.response);
+        if (typeof value === "string" && (!known[placeholder] || LATEST.has(placeholder))) known[placeholder] = value;
       }
       const acceptable = ["OK", ...(command.maxTime ? ["DEADLINE_EXCEEDED"] : []), ...(unfilled.length ? ["NOT_FOUND"] : [])];
       if (!acceptable.includes(outcome.code)) outcomes[outcomes.length - 1]!.code += " (unexpected)";
@@ -140,6 +150,6 @@ describe("README grpcurl commands", () => {
     // All at once, so a failure names every command that went wrong.
     expect(outcomes.filter((o) => o.code.endsWith("(unexpected)") || o.code === "NOT_JSON")).toEqual([]);
     // The placeholders were filled from earlier commands' responses, not left as NOT_FOUND.
-    expect(Object.keys(known).sort()).toEqual(["<id>", "<resolution_id>"]);
+    expect(Object.keys(known).sort()).toEqual(["<id>", "<job_id>", "<lease_token>", "<resolution_id>"]);
   }, 120_000);
 });

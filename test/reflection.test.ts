@@ -41,6 +41,8 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
         "cairn.v1.TraceEventService",
         "cairn.v1.KeyValueService",
         "cairn.v1.JobService",
+        "cairn.v1.MetricService",
+        "cairn.v1.TransactionService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -54,7 +56,7 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
     });
     expect(r.methods["cairn.v1.SessionService/ListSessions"]!.input_fields.filter).toBe("cairn.v1.SessionFilter");
     expect(r.methods["cairn.v1.JobService/LeaseJobs"]!.input_fields.wait).toBe("google.protobuf.Duration");
-    expect(Object.keys(r.methods).filter((m) => m.startsWith("cairn.v1."))).toHaveLength(12 + 6 + 6 + 10 + 15);
+    expect(Object.keys(r.methods).filter((m) => m.startsWith("cairn.v1."))).toHaveLength(17 + 7 + 6 + 11 + 25 + 2 + 1);
 
     const c = r.calls;
     const created = c["CreateSession"]!.response;
@@ -135,6 +137,24 @@ describe.each(["v1", "v1alpha"])("reflection %s", (version) => {
     const counts = c["GetQueueStats"]!.response.counts;
     expect(Object.values(counts).reduce((sum: number, v) => sum + Number(v), 0)).toBe(3);
     expect(counts.JOB_STATE_CANCELLED).toBe("1");
+    expect(c["ImportSessions"]!.response.sessions[0]).toMatchObject({ createTime: "2025-01-02T03:04:05Z", status: "SESSION_STATUS_ENDED" });
+    expect(c["BatchUpdateSessions"]!.response.sessions[0]).toMatchObject({ version: "2", state: { step: 2 } });
+    expect(c["ListSessionVersions"]!.response.sessions.map((s: any) => s.version)).toEqual(["2", "1"]);
+    expect(c["ForkSession"]!.response).toMatchObject({ version: "1", state: { step: 1 }, parentVersion: "1" });
+    expect(c["DeleteMessages"]!.response).toEqual({ deletedCount: "1" });
+    expect(c["ImportResolutions"]!.response.resolutions[0].createTime).toBe("2025-01-01T00:00:00Z");
+    expect(c["Count"]!.response).toEqual({ count: "1" });
+    expect(c["GetQueueConfig"]!.code).toBe("OK");
+    expect(c["UpdateQueueConfig"]!.response).toMatchObject({ maxRunning: 3, fair: true });
+    expect(c["CreateSchedule"]!.response).toMatchObject({ cron: "0 0 1 1 *", timeZone: "Europe/Paris" });
+    expect(c["ListSchedules"]!.response.schedules).toHaveLength(1);
+    expect(c["UpdateSchedule"]!.response.cron).toBe("0 0 2 1 *");
+    expect(c["PauseSchedule"]!.response.paused).toBe(true);
+    expect(c["TriggerSchedule"]!.response.job).toMatchObject({ payload: { report: true } });
+    expect(c["DeleteSchedule"]!.code).toBe("OK");
+    expect(c["Commit"]!.response.results).toHaveLength(2);
+    expect(c["RecordMetrics"]!.code).toBe("OK");
+    expect(c["QueryMetrics"]!.response.series[0].points.map((p: any) => p.value)).toEqual([8]);
     // Every method of every Cairn service was called through reflection alone.
     expect((r as unknown as { uncalled: string[] }).uncalled).toEqual([]);
   });

@@ -25,6 +25,8 @@ const ADMIN = "admin";
 export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   "cairn.v1.SessionService/CreateSession": WRITER,
   "cairn.v1.SessionService/GetSession": READER,
+  "cairn.v1.SessionService/ListSessionVersions": READER,
+  "cairn.v1.SessionService/ForkSession": WRITER,
   "cairn.v1.SessionService/UpdateSession": WRITER,
   "cairn.v1.SessionService/DeleteSession": WRITER,
   "cairn.v1.SessionService/ListSessions": READER,
@@ -35,6 +37,9 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   "cairn.v1.SessionService/GetSessionStats": READER,
   "cairn.v1.SessionService/AppendMessages": WRITER,
   "cairn.v1.SessionService/ListMessages": READER,
+  "cairn.v1.SessionService/BatchUpdateSessions": WRITER,
+  "cairn.v1.SessionService/DeleteMessages": WRITER,
+  "cairn.v1.SessionService/ImportSessions": ADMIN,
 
   "cairn.v1.ResolutionService/CreateResolution": WRITER,
   "cairn.v1.ResolutionService/BatchCreateResolutions": WRITER,
@@ -42,6 +47,7 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   "cairn.v1.ResolutionService/ListResolutions": READER,
   "cairn.v1.ResolutionService/DeleteResolution": WRITER,
   "cairn.v1.ResolutionService/PurgeExpiredResolutions": ADMIN,
+  "cairn.v1.ResolutionService/ImportResolutions": ADMIN,
 
   "cairn.v1.TraceEventService/AppendEvents": WRITER,
   "cairn.v1.TraceEventService/IngestEvents": WRITER,
@@ -54,12 +60,19 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   "cairn.v1.KeyValueService/Put": WRITER,
   "cairn.v1.KeyValueService/Delete": WRITER,
   "cairn.v1.KeyValueService/List": READER,
+  "cairn.v1.KeyValueService/Count": READER,
   "cairn.v1.KeyValueService/BatchGet": READER,
   "cairn.v1.KeyValueService/BatchPut": WRITER,
   "cairn.v1.KeyValueService/BatchDelete": WRITER,
   "cairn.v1.KeyValueService/Increment": WRITER,
   "cairn.v1.KeyValueService/PurgeExpired": ADMIN,
   "cairn.v1.KeyValueService/Watch": READER,
+
+  // Each of its twelve operation kinds is a writer method on its own, so writer suffices.
+  "cairn.v1.TransactionService/Commit": WRITER,
+
+  "cairn.v1.MetricService/RecordMetrics": WRITER,
+  "cairn.v1.MetricService/QueryMetrics": READER,
 
   "cairn.v1.JobService/EnqueueJob": WRITER,
   "cairn.v1.JobService/BatchEnqueueJobs": WRITER,
@@ -76,4 +89,14 @@ export const METHOD_ROLES: Readonly<Record<string, Role>> = {
   "cairn.v1.JobService/GetQueueStats": READER,
   "cairn.v1.JobService/PauseQueue": ADMIN,
   "cairn.v1.JobService/ResumeQueue": ADMIN,
+  "cairn.v1.JobService/GetQueueConfig": READER,
+  "cairn.v1.JobService/UpdateQueueConfig": ADMIN,
+  "cairn.v1.JobService/CreateSchedule": ADMIN,
+  "cairn.v1.JobService/GetSchedule": READER,
+  "cairn.v1.JobService/ListSchedules": READER,
+  "cairn.v1.JobService/UpdateSchedule": ADMIN,
+  "cairn.v1.JobService/DeleteSchedule": ADMIN,
+  "cairn.v1.JobService/PauseSchedule": ADMIN,
+  "cairn.v1.JobService/ResumeSchedule": ADMIN,
+  "cairn.v1.JobService/TriggerSchedule": ADMIN,
 };

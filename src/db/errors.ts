@@ -46,6 +46,11 @@ export function isUniqueViolation(error: unknown): boolean {
   return error instanceof CairnError && error.reason === "ALREADY_EXISTS" && sqlState(error.cause) === "23505";
 }
 
+/** True for the translation of a numeric overflow (SQLSTATE 22003), e.g. a float8 sum past ±1.8e308. */
+export function isNumericOverflow(error: unknown): boolean {
+  return error instanceof CairnError && error.kind === "internal" && sqlState(error.cause) === "22003";
+}
+
 export function translateDbError(error: unknown, signal?: AbortSignal): CairnError {
   if (error instanceof CairnError) return error;
   const reason = signal?.aborted ? (signal.reason as AbortReason | undefined) : undefined;

@@ -22,6 +22,8 @@ export interface PoolOptions {
   /** Longest wait for a connection, free or new; past it a call is OVERLOADED (or the database unreachable). */
   poolWaitMs?: number;
   applicationName?: string;
+  /** Per-connection settings (`-c name=value`), e.g. what a trigger must know of the daemon's config; values are numbers or plain words. */
+  settings?: Record<string, string | number>;
 }
 
 export function createPool(options: PoolOptions): pg.Pool {
@@ -37,7 +39,10 @@ export function createPool(options: PoolOptions): pg.Pool {
     // JIT off: Cairn runs short OLTP statements, and jsonb_to_recordset's
     // default row estimates make PostgreSQL JIT-compile them (~200 ms each
     // on builds with LLVM, such as Debian's).
-    options: `-c TimeZone=UTC -c DateStyle=ISO -c jit=off -c statement_timeout=${options.statementTimeoutMs}`,
+    options: [
+      `-c TimeZone=UTC -c DateStyle=ISO -c jit=off -c statement_timeout=${options.statementTimeoutMs}`,
+      ...Object.entries(options.settings ?? {}).map(([name, value]) => `-c ${name}=${value}`),
+    ].join(" "),
   });
   // An idle client losing its server emits 'error' on the pool; without a
   // listener Node would crash. The next checkout reconnects.

@@ -25,6 +25,8 @@ export interface ServiceDeps {
   progressIntervalMs: number;
   /** Every other service's step when sessions are deleted (wired in server.ts). */
   sessionCascade: SessionsDeletedStep[];
+  /** Versions of each session its history keeps, the current one included (CAIRN_SESSION_HISTORY_VERSIONS). */
+  sessionHistoryVersions: number;
   /** Aborts when the daemon begins to stop: waits (LeaseJobs' wait) end at once. */
   stopping: AbortSignal;
 }

@@ -37,11 +37,14 @@ export function encodePageToken(filter: unknown, key: unknown[]): string {
 /**
  * What a token's key parts may be. A token is only base64 JSON and anyone
  * can forge one, so each part is checked as strictly as the SQL it feeds
- * needs: a "time" is a time string as Cairn writes them, an "id" a string
- * PostgreSQL can hold, a "number" a safe integer.
+ * needs: a "time" is a time string as Cairn writes them ("time?" also
+ * null, for a column that may be NULL), an "id" a string PostgreSQL can
+ * hold, a "number" a safe integer.
  */
-type KeyPart = "time" | "id" | "number";
-type KeyOf<S extends readonly KeyPart[]> = { [I in keyof S]: S[I] extends "number" ? number : string };
+type KeyPart = "time" | "time?" | "id" | "number";
+type KeyOf<S extends readonly KeyPart[]> = {
+  [I in keyof S]: S[I] extends "number" ? number : S[I] extends "time?" ? string | null : string;
+};
 
 function isCalendarTime(value: string): boolean {
   const ms = Date.parse(value);
@@ -49,9 +52,11 @@ function isCalendarTime(value: string): boolean {
 }
 
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+// A real calendar time from year 1: JS rolls 2024-02-30 over to March, PostgreSQL refuses it.
+const isTime = (value: unknown) => typeof value === "string" && TIME.test(value) && value >= "0001" && isCalendarTime(value);
 const KEY_PART_CHECKS: Record<KeyPart, (value: unknown) => boolean> = {
-  // A real calendar time from year 1: JS rolls 2024-02-30 over to March, PostgreSQL refuses it.
-  time: (value) => typeof value === "string" && TIME.test(value) && value >= "0001" && isCalendarTime(value),
+  time: isTime,
+  "time?": (value) => value === null || isTime(value),
   id: (value) => typeof value === "string" && value.length <= 4096 && !value.includes("\u0000"),
   number: (value) => Number.isSafeInteger(value),
 };

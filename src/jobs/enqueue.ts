@@ -10,6 +10,7 @@ import type { CallScope, Database, Queryable } from "../db/database.js";
 import { releaseClaim, rememberResponse, replayOrClaim } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { alreadyExists, CairnError, requestIdReused, transactionConflict } from "../errors.js";
+import { refuseMissingParents, settleNewDependents } from "./dependencies.js";
 import { type EnqueueOutcome, FIELDS, find, type JobEnqueue, type JobRecord, wakeKeySql } from "./store.js";
 
 /** Request ids of EnqueueJob and BatchEnqueueJobs share one scope: a batch item may replay a single call. */
@@ -38,9 +39,9 @@ export class JobEnqueuer {
   constructor(db: Database) {
     this.batches = new Coalescer<Scoped, Outcome>(
       (enqueues, signal) =>
-        // Without request ids each statement stands alone (the INSERT has
-        // its NOTIFY inside), so no BEGIN/COMMIT round trips are needed.
-        enqueues.some((e) => e.idempotency !== null)
+        // Without request ids or parents each statement stands alone (the
+        // INSERT has its NOTIFY inside), so no BEGIN/COMMIT round trips are needed.
+        enqueues.some((e) => e.idempotency !== null || (e.job.dependsOn?.length ?? 0) > 0)
           ? db.transaction({ signal }, (tx) => enqueueMany(tx, enqueues))
           : enqueueMany(db.on({ signal }), enqueues),
       { keyOf: (e) => jobSlot(e.ns, e.job.jobId), shareEqualKeys: false },
@@ -54,10 +55,10 @@ export class JobEnqueuer {
   }
 }
 
-/** BatchEnqueueJobs: every job or none, all in one namespace. */
+/** BatchEnqueueJobs: every job or none, all in one namespace; a job may depend on others of the batch. */
 export function enqueueAll(q: Queryable, ns: string, enqueues: JobEnqueue[]): Promise<EnqueueOutcome[]> {
   return q.atomic(async (tx) =>
-    (await enqueueMany(tx, enqueues.map((e) => ({ ...e, ns })))).map((o) => {
+    (await enqueueMany(tx, enqueues.map((e) => ({ ...e, ns })), true)).map((o) => {
       if (o instanceof CairnError) throw o;
       return o;
     }),
@@ -70,11 +71,18 @@ export function enqueueAll(q: Queryable, ns: string, enqueues: JobEnqueue[]): Pr
  * (namespace, queue, dedupe_key), the partial unique index turns the insert
  * into a no-op and that job is returned instead (deduplicated); a taken
  * job_id (in the job's namespace) is ALREADY_EXISTS for that job alone.
+ * Jobs with parents need a transaction (dependencies.ts); `sameCall`: the
+ * enqueues are one call's, so they may name each other as parents.
  */
-async function enqueueMany(q: Queryable, enqueues: Scoped[]): Promise<Outcome[]> {
+async function enqueueMany(q: Queryable, enqueues: Scoped[], sameCall = false): Promise<Outcome[]> {
   const leader = firstWithRequestId(enqueues);
   const outcomes = await replays(q, enqueues, leader);
   const claimed = enqueues.map((e, i) => e.idempotency !== null && leader[i] === i && outcomes[i] === undefined);
+  const withParents = enqueues.map((e, i) => leader[i] === i && outcomes[i] === undefined && (e.job.dependsOn?.length ?? 0) > 0);
+  if (withParents.some(Boolean)) {
+    (await refuseMissingParents(q, enqueues, withParents, sameCall)).forEach((error, i) => error && (outcomes[i] = error));
+  }
+  const created: number[] = [];
   for (let round = 0; round < DEDUPE_ROUNDS; round++) {
     const open = enqueues.map((e, i) => ({ e, i })).filter(({ i }) => leader[i] === i && outcomes[i] === undefined);
     if (open.length === 0) break;
@@ -85,14 +93,35 @@ async function enqueueMany(q: Queryable, enqueues: Scoped[]): Promise<Outcome[]>
     for (const { e, i } of open) {
       const job = inserted.get(jobSlot(e.ns, e.job.jobId));
       const holder = e.job.dedupeKey === null ? undefined : holders.get(dedupeSlot(e.ns, e.job.queue, e.job.dedupeKey));
-      if (job) outcomes[i] = { job, deduplicated: false };
-      else if (holder) outcomes[i] = { job: holder, deduplicated: true };
+      if (job) {
+        outcomes[i] = { job, deduplicated: false };
+        created.push(i);
+      } else if (holder) outcomes[i] = { job: holder, deduplicated: true };
       else if (taken.has(jobSlot(e.ns, e.job.jobId))) outcomes[i] = alreadyExists("job", e.job.jobId);
     }
   }
+  await settleDependents(q, enqueues, outcomes, created.filter((i) => withParents[i]), sameCall);
   const settled = settle(enqueues, leader, outcomes);
   await settleClaims(q, enqueues, claimed, settled);
   return settled;
+}
+
+/**
+ * The jobs just created with parents (`created`, indexes) are settled by
+ * their parents' states, and their outcomes show them as they now are. A
+ * parent named in the same call is the job its enqueue returned. A call
+ * that fails as a whole (any error with `sameCall`) is rolled back anyway.
+ */
+async function settleDependents(q: Queryable, enqueues: Scoped[], outcomes: (Outcome | undefined)[], created: number[], sameCall: boolean): Promise<void> {
+  if (created.length === 0 || (sameCall && outcomes.some((o) => o instanceof CairnError))) return;
+  const named = new Map(enqueues.map((e, i) => [jobSlot(e.ns, e.job.jobId), i]));
+  const resolve = (ns: string, id: string) => {
+    const o = sameCall ? outcomes[named.get(jobSlot(ns, id)) ?? -1] : undefined;
+    return o && !(o instanceof CairnError) ? o.job.jobId : id;
+  };
+  const jobs = created.map((i) => ({ ns: enqueues[i]!.ns, job: (outcomes[i] as EnqueueOutcome).job }));
+  const settled = new Map((await settleNewDependents(q, jobs, resolve)).map(({ ns, job }) => [jobSlot(ns, job.jobId), job]));
+  for (const i of created) outcomes[i] = { job: settled.get(jobSlot(enqueues[i]!.ns, enqueues[i]!.job.jobId))!, deduplicated: false };
 }
 
 /** Every outcome: a job still open gave up on its dedupe holder; a follower gets its first call's outcome. */
@@ -188,14 +217,14 @@ async function insertJobs(q: Queryable, enqueues: Scoped[]): Promise<Map<string,
   const result = await q.query<Inserted>(
     `WITH inserted AS (
      INSERT INTO jobs (namespace, job_id, queue, payload, state, priority, run_time, max_attempts, backoff_initial_ms,
-                       backoff_max_ms, backoff_multiplier, dedupe_key, session_id)
+                       backoff_max_ms, backoff_multiplier, dedupe_key, session_id, group_key, depends_on)
      SELECT v.namespace, v.job_id, v.queue, v.payload,
-            CASE WHEN v.run_time > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
+            CASE WHEN cardinality(v.depends_on) > 0 THEN 'BLOCKED' WHEN v.run_time > now() THEN 'SCHEDULED' ELSE 'AVAILABLE' END,
             v.priority, coalesce(v.run_time, now()), v.max_attempts, v.backoff_initial_ms, v.backoff_max_ms,
-            v.backoff_multiplier, v.dedupe_key, v.session_id
+            v.backoff_multiplier, v.dedupe_key, v.session_id, v.group_key, v.depends_on
        FROM jsonb_to_recordset($1::jsonb) AS v (namespace text, job_id text, queue text, payload jsonb, priority int,
             run_time timestamptz, max_attempts int, backoff_initial_ms bigint, backoff_max_ms bigint,
-            backoff_multiplier double precision, dedupe_key text, session_id text)
+            backoff_multiplier double precision, dedupe_key text, session_id text, group_key text, depends_on text[])
      ON CONFLICT DO NOTHING
      RETURNING namespace, job_id, queue, state, run_time, create_time
      ), notified AS (
@@ -211,6 +240,9 @@ async function insertJobs(q: Queryable, enqueues: Scoped[]): Promise<Map<string,
         ...sent.get(jobSlot(ns, r.jobId))!,
         state: r.state,
         runTime: r.runTime,
+        groupKey: sent.get(jobSlot(ns, r.jobId))!.groupKey ?? "",
+        dependsOn: sent.get(jobSlot(ns, r.jobId))!.dependsOn ?? [],
+        progress: null,
         attempt: 0,
         workerId: "",
         leaseExpireTime: null,
@@ -240,6 +272,8 @@ function toInsertRow({ ns, job: j }: Scoped) {
     backoff_multiplier: j.backoff.multiplier,
     dedupe_key: j.dedupeKey,
     session_id: j.sessionId,
+    group_key: j.groupKey ?? "",
+    depends_on: j.dependsOn ?? [],
   };
 }
 
@@ -263,7 +297,7 @@ async function dedupeHolders(q: Queryable, enqueues: Scoped[]): Promise<Map<stri
   const result = await q.query<JobRecord & { ns: string }>(
     `SELECT namespace AS ns, ${selectList(FIELDS)} FROM jobs
       WHERE (namespace, queue, dedupe_key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-        AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
+        AND state IN ('BLOCKED', 'SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
     [keyed.map((e) => e.ns), keyed.map((e) => e.job.queue), keyed.map((e) => e.job.dedupeKey)],
   );
   return new Map(result.rows.map(({ ns, ...r }) => [dedupeSlot(ns, r.queue, r.dedupeKey!), r]));

@@ -5,9 +5,18 @@
 // StreamJobs holds at most max_in_flight leases, refills as they finish,
 // and gives them back when its client goes away.
 // Nothing here holds a pool connection while waiting.
+//
+// A queue under flow control leases through flow-lease.ts; which path a
+// queue takes is remembered per replica (FlowControl), only as a hint: the
+// SQL of each path checks for itself. A waiter held back by a limit wakes
+// when a job of the queue finishes (wakeControlled's NOTIFY, from any
+// replica), when a rate-limit token comes back, or, when the groups with
+// room were held by other leases, a moment later.
 import { EventEmitter } from "node:events";
-import type { Database } from "../db/database.js";
+import type { Database, Queryable } from "../db/database.js";
 import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
+import { leaseControlled, type LockMode } from "./flow-lease.js";
+import { isQueueControlled, wakeControlled } from "./queue-config.js";
 import { heldLeases, type Lease, lease, release, wakeKey } from "./store.js";
 
 /** Re-check for work this often even without a notification (missed NOTIFY, due scheduled jobs). */
@@ -21,12 +30,100 @@ export interface LeaseRequest {
   leaseMs: number;
 }
 
-/** What leasing needs of the service: the pool, the LISTEN hub, this replica's finished leases. */
+/** What leasing needs of the service: the pool, the LISTEN hub, this replica's finished leases, its flow-control hints. */
 export interface LeasingDeps {
   db: Database;
   hub: NotifyHub;
   finished: FinishedLeases;
+  flow: FlowControl;
 }
+
+/** How many queues' hints, and leases of controlled queues, a replica keeps; past it they are forgotten. */
+const MAX_HINTS = 10_000;
+const MAX_CONTROLLED_LEASES = 100_000;
+
+/**
+ * Which queues this replica has seen under flow control (by wakeKey), and
+ * how their leases held the config row. A wrong hint costs a statement,
+ * never a limit: the fast path leases nothing from a controlled queue, the
+ * controlled path hands an uncontrolled one back, and a shared hold that
+ * finds limits starts over exclusive.
+ */
+export class FlowControl {
+  private readonly controlled = new Map<string, LockMode>();
+  /** Jobs this replica leased from controlled queues (by finishedKey), to their queue: their finish may make room. */
+  private readonly leasedFrom = new Map<string, string>();
+
+  constructor(private readonly db: Database) {}
+
+  /** How the queue's last lease held its config; undefined: not controlled (as far as this replica knows). */
+  modeOf(namespace: string, queue: string): LockMode | undefined {
+    return this.controlled.get(wakeKey(namespace, queue));
+  }
+
+  remember(namespace: string, queue: string, mode: LockMode | undefined): void {
+    const key = wakeKey(namespace, queue);
+    if (mode === undefined) this.controlled.delete(key);
+    else {
+      if (this.controlled.size >= MAX_HINTS && !this.controlled.has(key)) this.controlled.clear();
+      this.controlled.set(key, mode);
+    }
+  }
+
+  leased(namespace: string, queue: string, leases: Lease[]): void {
+    if (this.leasedFrom.size + leases.length > MAX_CONTROLLED_LEASES) this.leasedFrom.clear();
+    for (const l of leases) this.leasedFrom.set(finishedKey(namespace, l.job.jobId), queue);
+  }
+
+  /**
+   * Jobs finished on this replica: wakes the leasers (on every replica) of
+   * the controlled queues they were leased from here, as there may be room
+   * now. A job leased on another replica wakes nobody; the backstop finds
+   * its room.
+   */
+  finished(namespace: string, jobIds: string[]): void {
+    const queues = new Set<string>();
+    for (const id of jobIds) {
+      const key = finishedKey(namespace, id);
+      const queue = this.leasedFrom.get(key);
+      if (queue === undefined) continue;
+      this.leasedFrom.delete(key);
+      queues.add(queue);
+    }
+    if (queues.size > 0) wakeControlled(this.db.on({}), namespace, [...queues]).catch(() => {});
+  }
+}
+
+/** One lease attempt: leases, and when to look again though nothing is announced (see ControlledLease). */
+interface Attempt {
+  leases: Lease[];
+  retryInMs: number | null;
+}
+
+/**
+ * Up to `max` leases by the queue's path. The fast path leasing nothing may
+ * mean the queue is controlled: then it is asked, and the controlled path
+ * taken.
+ */
+async function leaseOnce(flow: FlowControl, q: Queryable, r: LeaseRequest, max: number): Promise<Attempt> {
+  const { namespace, queue, workerId, leaseMs } = r;
+  const mode = flow.modeOf(namespace, queue);
+  if (mode === undefined) {
+    const leases = await lease(q, namespace, queue, workerId, max, leaseMs);
+    if (leases.length > 0 || !(await isQueueControlled(q, namespace, queue))) return { leases, retryInMs: null };
+  }
+  const controlled = await leaseControlled(q, namespace, queue, workerId, max, leaseMs, mode ?? "exclusive");
+  if (controlled) {
+    flow.remember(namespace, queue, controlled.mode);
+    flow.leased(namespace, queue, controlled.leases);
+    return controlled;
+  }
+  flow.remember(namespace, queue, undefined);
+  return { leases: await lease(q, namespace, queue, workerId, max, leaseMs), retryInMs: null };
+}
+
+/** How long to wait before looking again: the backstop, or sooner when the attempt says so. */
+const nextLook = (attempt: Attempt, leftMs = BACKSTOP_MS) => Math.min(leftMs, BACKSTOP_MS, attempt.retryInMs ?? BACKSTOP_MS);
 
 /**
  * Local news of finished leases (completed, failed, cancelled), so a
@@ -36,8 +133,12 @@ export interface LeasingDeps {
 export class FinishedLeases {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
 
+  /** flow: told of every finish too (leasers held back by a limit may go on). */
+  constructor(private readonly flow?: FlowControl) {}
+
   announce(namespace: string, jobIds: string[]): void {
     for (const id of jobIds) this.emitter.emit(finishedKey(namespace, id));
+    this.flow?.finished(namespace, jobIds);
   }
 
   watch(namespace: string, jobId: string, onFinished: () => void): void {
@@ -104,7 +205,7 @@ export function waiter(hub: Pick<NotifyHub, "listen">, namespace: string, queue:
  * it does not hold shutdown for the grace period.
  */
 export async function leaseWithWait(
-  deps: Pick<LeasingDeps, "db" | "hub"> & { stopping: AbortSignal },
+  deps: Pick<LeasingDeps, "db" | "hub" | "flow"> & { stopping: AbortSignal },
   ctx: { signal: AbortSignal },
   r: LeaseRequest,
   max: number,
@@ -116,9 +217,10 @@ export async function leaseWithWait(
   const w = waiter(deps.hub, r.namespace, r.queue, [ctx.signal, stopping]);
   try {
     for (;;) {
-      const leases = await lease(q, r.namespace, r.queue, r.workerId, max, r.leaseMs);
+      const attempt = await leaseOnce(deps.flow, q, r, max);
+      const { leases } = attempt;
       if (leases.length > 0 || Date.now() >= until || ctx.signal.aborted || stopping.aborted) return leases;
-      await w.wait(Math.min(until - Date.now(), BACKSTOP_MS));
+      await w.wait(nextLook(attempt, until - Date.now()));
       if (stopping.aborted) return [];
     }
   } finally {
@@ -138,7 +240,7 @@ export async function streamLeases(
   maxInFlight: number,
   send: (lease: Lease) => Promise<void>,
 ): Promise<void> {
-  const { db, hub, finished } = deps;
+  const { db, hub, finished, flow } = deps;
   const q = db.on(ctx);
   const held = new Map<string, string>();
   const w = waiter(hub, r.namespace, r.queue, [ctx.signal]);
@@ -157,7 +259,8 @@ export async function streamLeases(
         }
       }
       const room = maxInFlight - held.size;
-      const leases = room > 0 ? await lease(q, r.namespace, r.queue, r.workerId, room, r.leaseMs) : [];
+      const attempt = room > 0 ? await leaseOnce(flow, q, r, room) : { leases: [], retryInMs: null };
+      const { leases } = attempt;
       // Held before any is written: if the client leaves mid-batch, the
       // whole batch is given back, not only the leases it received.
       for (const l of leases) {
@@ -166,7 +269,7 @@ export async function streamLeases(
       }
       for (const l of leases) await send(l);
       if (room > 0 && leases.length === room) continue;
-      await w.wait(BACKSTOP_MS);
+      await w.wait(nextLook(attempt));
     }
   } finally {
     w.dispose();

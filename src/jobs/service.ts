@@ -4,7 +4,7 @@
 // union of four small groups (enqueue, lease, finish, manage) so that no
 // function grows past a screen. Every store call names ctx.namespace: jobs,
 // queues, pauses, dedupe keys and request ids are all per namespace.
-import { type Duration, type EnqueueJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
+import { type CompleteJobRequest, type Duration, type EnqueueJobRequest, type FailJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { idempotency } from "../db/idempotency.js";
@@ -24,15 +24,19 @@ import {
   checkText,
   checkUnique,
 } from "../grpc/validate.js";
+import { checkBatchCycles, checkDependsOn } from "./dependencies.js";
 import { enqueueAll, JobEnqueuer } from "./enqueue.js";
-import { FinishedLeases, leaseWithWait, streamLeases } from "./leasing.js";
+import { FinishedLeases, FlowControl, leaseWithWait, streamLeases } from "./leasing.js";
+import { flowStats } from "./queue-config.js";
+import { queueConfigHandlers } from "./queue-config-service.js";
+import type { ScheduleMethod } from "./schedule-service.js";
 import * as store from "./store.js";
 import type { JobDocument, JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
 
 const JOB_STATES = enumCodec<JobState, JobStateName>(JobState, "JOB_STATE_");
 const JOB_FIELDS = maskedResource(Job);
 /** The documents a read mask may leave out of the SELECT, by field name. */
-const JOB_DOCUMENTS: Record<string, JobDocument> = { payload: "payload", result: "result", last_error: "lastError" };
+const JOB_DOCUMENTS: Record<string, JobDocument> = { payload: "payload", result: "result", last_error: "lastError", progress: "progress" };
 const DEFAULTS = { maxAttempts: 5, initialMs: 1_000, maxMs: 3_600_000, multiplier: 2, leaseMs: 30_000 };
 const MAX_WAIT_MS = 60_000;
 const MAX_LEASE_MS = 24 * 3600 * 1000;
@@ -40,7 +44,7 @@ const MAX_LEASE_MS = 24 * 3600 * 1000;
 const ms = (micros: number) => Math.ceil(micros / 1000);
 const duration = (millis: number) => ({ seconds: Math.floor(millis / 1000), nanos: (millis % 1000) * 1_000_000 });
 
-function toWire(j: JobRecord): Job {
+export function toWire(j: JobRecord): Job {
   return {
     jobId: j.jobId,
     queue: j.queue,
@@ -53,6 +57,7 @@ function toWire(j: JobRecord): Job {
     backoff: { initialDelay: duration(j.backoff.initialMs), maxDelay: duration(j.backoff.maxMs), multiplier: j.backoff.multiplier },
     dedupeKey: j.dedupeKey ?? "",
     sessionId: j.sessionId,
+    groupKey: j.groupKey,
     workerId: j.workerId,
     leaseExpireTime: timestampFromIso(j.leaseExpireTime),
     lastError: j.lastError ? { message: j.lastError.message, details: j.lastError.details ?? undefined } : undefined,
@@ -60,6 +65,8 @@ function toWire(j: JobRecord): Job {
     createTime: timestampFromIso(j.createTime),
     updateTime: timestampFromIso(j.updateTime),
     finishTime: timestampFromIso(j.finishTime),
+    dependsOn: j.dependsOn,
+    progress: j.progress ?? undefined,
   };
 }
 
@@ -78,7 +85,7 @@ function leaseDurationMs(v: Violations, d: Duration | undefined): number {
   return leaseMs;
 }
 
-function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits: Limits): JobEnqueue {
+export function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits: Limits): JobEnqueue {
   const job = request.job;
   if (!job) {
     v.add(`${at}job`, "is required");
@@ -87,9 +94,11 @@ function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits
   checkId(v, `${at}job.job_id`, job.jobId, false);
   checkId(v, `${at}job.queue`, job.queue, true);
   checkId(v, `${at}job.session_id`, job.sessionId, false);
+  checkReference(v, `${at}job.group_key`, job.groupKey, false);
   checkId(v, `${at}request_id`, request.requestId, false);
   checkText(v, `${at}job.dedupe_key`, job.dedupeKey, 256);
   checkDocument(v, `${at}job.payload`, job.payload, limits);
+  checkDependsOn(v, at, job.jobId, job.dependsOn);
   if (job.maxAttempts < 0 || job.maxAttempts > 1000) v.add(`${at}job.max_attempts`, "must be 1..1000 (0: the default, 5)");
   const b = job.backoff;
   const initialMs = durationMs(v, `${at}job.backoff.initial_delay`, b?.initialDelay, DEFAULTS.initialMs);
@@ -109,8 +118,11 @@ function toEnqueue(v: Violations, request: EnqueueJobRequest, at: string, limits
       backoff: { initialMs, maxMs, multiplier },
       dedupeKey: job.dedupeKey || null,
       sessionId: job.sessionId,
+      groupKey: job.groupKey,
+      dependsOn: job.dependsOn,
     },
     idempotency: idempotency(request.requestId, () => ({ job })),
+    at,
   };
 }
 
@@ -134,9 +146,17 @@ function checkJobId(jobId: string): void {
 
 type JobHandlers = ServiceHandlers<typeof JobServiceService>;
 
-export function jobHandlers(deps: ServiceDeps): JobHandlers {
-  const finished = new FinishedLeases();
-  return { ...enqueueHandlers(deps), ...leaseHandlers(deps, finished), ...finishHandlers(deps, finished), ...manageHandlers(deps, finished) };
+/** Every method but the schedules' (schedule-service.ts; server.ts joins the two). */
+export function jobHandlers(deps: ServiceDeps): Omit<JobHandlers, ScheduleMethod> {
+  const flow = new FlowControl(deps.db);
+  const finished = new FinishedLeases(flow);
+  return {
+    ...enqueueHandlers(deps),
+    ...leaseHandlers(deps, finished, flow),
+    ...finishHandlers(deps, finished),
+    ...manageHandlers(deps, finished),
+    ...queueConfigHandlers(deps),
+  };
 }
 
 function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueueJob" | "batchEnqueueJobs"> {
@@ -156,6 +176,7 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
       const enqueues = request.requests.map((r, i) => toEnqueue(v, r, `requests[${i}].`, limits));
       // Only ids the client gave: generated ones are unique anyway.
       checkUnique(v, "requests", request.requests.map((r) => r.job?.jobId ?? ""), ".job.job_id");
+      checkBatchCycles(v, request.requests.map((r, i) => ({ at: `requests[${i}].`, jobId: r.job?.jobId ?? "", dependsOn: r.job?.dependsOn ?? [] })));
       const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
       return { jobs: (await enqueueAll(db.on(ctx), ctx.namespace, enqueues)).map((o) => mask.apply(toWire(o.job))) };
@@ -163,7 +184,11 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
   };
 }
 
-function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLeases): Pick<JobHandlers, "leaseJobs" | "streamJobs" | "extendLease"> {
+function leaseHandlers(
+  { db, hub, stopping, limits }: ServiceDeps,
+  finished: FinishedLeases,
+  flow: FlowControl,
+): Pick<JobHandlers, "leaseJobs" | "streamJobs" | "extendLease"> {
   return {
     async leaseJobs(request, ctx) {
       const v = new Violations();
@@ -175,7 +200,7 @@ function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLea
       if (waitMs > MAX_WAIT_MS) v.add("wait", "must be at most 60 s");
       v.throwIfAny();
       const r = { namespace: ctx.namespace, queue: request.queue, workerId: request.workerId, leaseMs };
-      const leases = await leaseWithWait({ db, hub, stopping }, ctx, r, request.maxJobs, waitMs);
+      const leases = await leaseWithWait({ db, hub, stopping, flow }, ctx, r, request.maxJobs, waitMs);
       return { leases: leases.map(toWireLease) };
     },
 
@@ -187,17 +212,35 @@ function leaseHandlers({ db, hub, stopping }: ServiceDeps, finished: FinishedLea
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
       v.throwIfAny();
       const r = { namespace: ctx.namespace, queue: request.queue, workerId: request.workerId, leaseMs };
-      await streamLeases({ db, hub, finished }, ctx, r, request.maxInFlight, (l) => writeMessage(call, toWireLease(l), ctx.signal));
+      await streamLeases({ db, hub, finished, flow }, ctx, r, request.maxInFlight, (l) => writeMessage(call, toWireLease(l), ctx.signal));
     },
 
     async extendLease(request, ctx) {
       const v = new Violations();
       checkLease(v, "", request.jobId, request.leaseToken);
       const leaseMs = leaseDurationMs(v, request.leaseDuration);
+      checkDocument(v, "progress", request.progress, limits);
       v.throwIfAny();
-      return toWire(await store.extend(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, leaseMs));
+      return toWire(await store.extend(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, leaseMs, request.progress ?? null));
     },
   };
+}
+
+/** CompleteJob's request, validated (field paths prefixed with `at`) and converted for store.complete. */
+export function planCompleteJob(v: Violations, request: CompleteJobRequest, at: string, limits: Limits) {
+  checkLease(v, at, request.jobId, request.leaseToken);
+  checkDocument(v, `${at}result`, request.result, limits);
+  return { jobId: request.jobId, token: request.leaseToken, result: request.result ?? null };
+}
+
+/** FailJob's request, validated (field paths prefixed with `at`) and converted for store.fail. */
+export function planFailJob(v: Violations, request: FailJobRequest, at: string, limits: Limits) {
+  checkLease(v, at, request.jobId, request.leaseToken);
+  checkText(v, `${at}error.message`, request.error?.message ?? "", 4096);
+  checkDocument(v, `${at}error.details`, request.error?.details, limits);
+  const retryAfterMs = request.retryAfter ? durationMs(v, `${at}retry_after`, request.retryAfter, 0, true) : null;
+  const error = { message: request.error?.message ?? "", details: request.error?.details ?? null };
+  return { jobId: request.jobId, token: request.leaseToken, error, retry: request.retry ?? true, retryAfterMs };
 }
 
 /** Fenced by the lease token; each finish is announced so a local StreamJobs refills at once. */
@@ -205,10 +248,9 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
   return {
     async completeJob(request, ctx) {
       const v = new Violations();
-      checkLease(v, "", request.jobId, request.leaseToken);
-      checkDocument(v, "result", request.result, limits);
+      const c = planCompleteJob(v, request, "", limits);
       v.throwIfAny();
-      const job = await store.complete(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, request.result ?? null);
+      const job = await store.complete(db.on(ctx), ctx.namespace, c.jobId, c.token, c.result);
       finished.announce(ctx.namespace, [job.jobId]);
       return toWire(job);
     },
@@ -230,13 +272,9 @@ function finishHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
 
     async failJob(request, ctx) {
       const v = new Violations();
-      checkLease(v, "", request.jobId, request.leaseToken);
-      checkText(v, "error.message", request.error?.message ?? "", 4096);
-      checkDocument(v, "error.details", request.error?.details, limits);
-      const retryAfterMs = request.retryAfter ? durationMs(v, "retry_after", request.retryAfter, 0, true) : null;
+      const f = planFailJob(v, request, "", limits);
       v.throwIfAny();
-      const error = { message: request.error?.message ?? "", details: request.error?.details ?? null };
-      const job = await store.fail(db.on(ctx), ctx.namespace, request.jobId, request.leaseToken, error, request.retry ?? true, retryAfterMs);
+      const job = await store.fail(db.on(ctx), ctx.namespace, f.jobId, f.token, f.error, f.retry, f.retryAfterMs);
       finished.announce(ctx.namespace, [job.jobId]);
       return toWire(job);
     },
@@ -292,11 +330,16 @@ function manageHandlers({ db, limits }: ServiceDeps, finished: FinishedLeases): 
 
     async getQueueStats(request, ctx) {
       checkQueue(request.queue);
-      const stats = await store.stats(db.on(ctx), ctx.namespace, request.queue);
+      const [stats, flow] = await Promise.all([
+        store.stats(db.on(ctx), ctx.namespace, request.queue),
+        flowStats(db.on(ctx), ctx.namespace, request.queue),
+      ]);
       return {
         counts: Object.fromEntries(Object.entries(stats.counts).map(([state, n]) => [JOB_STATES.fullName(state as JobStateName), n])),
         oldestAvailableTime: timestampFromIso(stats.oldestAvailable),
         paused: stats.paused,
+        runningByGroup: flow.runningByGroup,
+        heldBackCount: flow.heldBack,
       };
     },
 

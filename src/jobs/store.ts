@@ -4,7 +4,8 @@
 // token in its WHERE clause (fencing), so a worker whose lease was lost can
 // change nothing. Rescue of expired leases touches only rows still RUNNING
 // with an expired lease. Enqueueing (insert, dedupe, request ids) lives in
-// enqueue.ts.
+// enqueue.ts; what a parent's success, death or cancellation does to the
+// jobs that depend on it, in dependencies.ts.
 //
 // Every job and queue belongs to a namespace: each function takes it right
 // after the Queryable and every statement names it (job ids, queues, pauses
@@ -17,9 +18,10 @@ import { isUniqueViolation } from "../db/errors.js";
 import type { Idempotency } from "../db/idempotency.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
-import { type CairnError, failedPrecondition, leaseLost, notFound } from "../errors.js";
+import { CairnError, failedPrecondition, jobCancelled, leaseLost, notFound } from "../errors.js";
+import { cancelDescendants, reblock, releaseChildren } from "./dependencies.js";
 
-export type JobStateName = "SCHEDULED" | "AVAILABLE" | "RUNNING" | "RETRYING" | "SUCCEEDED" | "DEAD" | "CANCELLED";
+export type JobStateName = "SCHEDULED" | "AVAILABLE" | "RUNNING" | "RETRYING" | "SUCCEEDED" | "DEAD" | "CANCELLED" | "BLOCKED";
 type JsonObject = Record<string, unknown>;
 
 export interface BackoffPolicy {
@@ -39,10 +41,18 @@ export interface NewJob {
   backoff: BackoffPolicy;
   dedupeKey: string | null;
   sessionId: string;
+  /** Parent job ids (see dependencies.ts); absent: none. */
+  dependsOn?: string[];
+  /** The job's group for its queue's flow control (queue-config.ts); absent or "": none. */
+  groupKey?: string;
 }
 
-export interface JobRecord extends Omit<NewJob, "runTime"> {
+export interface JobRecord extends Omit<NewJob, "runTime" | "dependsOn" | "groupKey"> {
   state: JobStateName;
+  /** "" when the job belongs to no group (ungrouped jobs form one group of their own). */
+  groupKey: string;
+  dependsOn: string[];
+  progress: JsonObject | null;
   runTime: string;
   attempt: number;
   workerId: string;
@@ -57,6 +67,8 @@ export interface JobRecord extends Omit<NewJob, "runTime"> {
 export interface JobEnqueue {
   job: NewJob;
   idempotency: Idempotency | null;
+  /** Where the request sits in its call ("requests[2]."), for a violation only the database finds (a missing parent). */
+  at?: string;
 }
 
 export interface EnqueueOutcome {
@@ -116,6 +128,7 @@ export const FIELDS: Fields<JobRecord> = {
     `json_build_object('initialMs', ${t}backoff_initial_ms, 'maxMs', ${t}backoff_max_ms, 'multiplier', ${t}backoff_multiplier)`,
   dedupeKey: "dedupe_key",
   sessionId: "session_id",
+  groupKey: "group_key",
   workerId: "worker_id",
   leaseExpireTime: "lease_expire_time",
   lastError: "last_error",
@@ -123,12 +136,14 @@ export const FIELDS: Fields<JobRecord> = {
   createTime: "create_time",
   updateTime: "update_time",
   finishTime: "finish_time",
+  dependsOn: "depends_on",
+  progress: "progress",
 };
 
 const COLUMNS = selectList(FIELDS);
 
 /** The fields a read mask may leave out of the SELECT: the documents. */
-export type JobDocument = "payload" | "result" | "lastError";
+export type JobDocument = "payload" | "result" | "lastError" | "progress";
 
 const SIZES: Sizes<JobRecord> = {
   jobId: textSize("job_id"),
@@ -136,16 +151,24 @@ const SIZES: Sizes<JobRecord> = {
   payload: jsonSize("payload"),
   dedupeKey: textSize("dedupe_key"),
   sessionId: textSize("session_id"),
+  groupKey: textSize("group_key"),
   workerId: textSize("worker_id"),
   lastError: jsonSize("last_error"),
   result: jsonSize("result"),
+  dependsOn: "octet_length(depends_on::text)",
+  progress: jsonSize("progress"),
 };
 
 /** The delay before retry number `attempt` (1-based): initial × multiplier^(attempt−1), capped. */
 const BACKOFF_SQL = `least(backoff_max_ms, backoff_initial_ms * power(backoff_multiplier, greatest(attempt - 1, 0)))
   * interval '1 millisecond'`;
 
-/** Claims up to `max` runnable jobs of an unpaused queue, priority desc then run_time asc. */
+/**
+ * Claims up to `max` runnable jobs of an unpaused queue, priority desc then
+ * run_time asc. Nothing from a queue under flow control: those lease in
+ * flow-lease.ts (reading queue_configs here is also what makes turning
+ * flow control on wait for this statement; see there).
+ */
 export async function lease(q: Queryable, ns: string, queue: string, workerId: string, max: number, leaseMs: number): Promise<Lease[]> {
   const result = await q.prepared<JobRecord & { leaseToken: string }>(
     "jobs_lease",
@@ -153,6 +176,7 @@ export async function lease(q: Queryable, ns: string, queue: string, workerId: s
        SELECT job_id FROM jobs
         WHERE namespace = $1 AND queue = $2 AND state IN ('SCHEDULED', 'AVAILABLE', 'RETRYING') AND run_time <= now()
           AND NOT EXISTS (SELECT 1 FROM job_queues q WHERE q.namespace = $1 AND q.queue = $2 AND q.paused)
+          AND NOT EXISTS (SELECT 1 FROM queue_configs c WHERE c.namespace = $1 AND c.queue = $2 AND c.controlled)
         ORDER BY priority DESC, run_time, job_id
         LIMIT $3
         FOR UPDATE SKIP LOCKED
@@ -169,40 +193,96 @@ export async function lease(q: Queryable, ns: string, queue: string, workerId: s
     .sort((a, b) => b.job.priority - a.job.priority || a.job.runTime.localeCompare(b.job.runTime) || a.job.jobId.localeCompare(b.job.jobId));
 }
 
+/** SUCCEEDED, fenced by the lease token ($3); $4 the result. */
+const COMPLETE_SQL = `UPDATE jobs SET state = 'SUCCEEDED', result = $4::jsonb, finish_time = now(), update_time = now(),
+         lease_token = NULL, lease_expire_time = NULL
+   WHERE namespace = $1 AND job_id = $2 AND lease_token = $3::uuid AND state = 'RUNNING'`;
+
+/**
+ * A job nothing depends on completes in one statement. One that others
+ * depend on (has_children; see dependencies.ts) completes in a transaction
+ * that also releases its children.
+ */
 export async function complete(q: Queryable, ns: string, jobId: string, token: string, result: JsonObject | null): Promise<JobRecord> {
-  const done = await q.query<JobRecord>(
-    `UPDATE jobs SET state = 'SUCCEEDED', result = $4::jsonb, finish_time = now(), update_time = now(),
-            lease_token = NULL, lease_expire_time = NULL
-      WHERE namespace = $1 AND job_id = $2 AND lease_token = $3::uuid AND state = 'RUNNING'
-      RETURNING ${COLUMNS}`,
-    [ns, jobId, token, result === null ? null : JSON.stringify(result)],
-  );
+  const values = [ns, jobId, token, result === null ? null : JSON.stringify(result)];
+  const done = await q.query<JobRecord>(`${COMPLETE_SQL} AND NOT has_children RETURNING ${COLUMNS}`, values);
   if (done.rows[0]) return done.rows[0];
-  throw await whyNoLease(q, ns, jobId);
+  return q.atomic(async (tx) => {
+    const parent = await completeParent(tx, values);
+    if (!parent) throw await whyNoLease(tx, ns, jobId);
+    return parent;
+  });
 }
 
-/** Each completion stands alone; a lost lease fails only its own item. */
+/** Completes a job that others may depend on and releases its children, in the caller's transaction; undefined when the lease is not held. */
+async function completeParent(tx: Queryable, values: unknown[]): Promise<JobRecord | undefined> {
+  const done = await tx.query<JobRecord>(`${COMPLETE_SQL} RETURNING ${COLUMNS}`, values);
+  const parent = done.rows[0];
+  if (parent) await releaseChildren(tx, values[0] as string, [parent.jobId]);
+  return parent;
+}
+
+/**
+ * Each completion stands alone; a lost lease fails only its own item. Jobs
+ * that others depend on complete one transaction each (with their children).
+ */
 export async function completeMany(q: Queryable, ns: string, items: (HeldLease & { result: JsonObject | null })[]): Promise<CompletionOutcome[]> {
   const done = await q.query<{ job_id: string }>(
     `UPDATE jobs j SET state = 'SUCCEEDED', result = c.result, finish_time = now(), update_time = now(),
             lease_token = NULL, lease_expire_time = NULL
        FROM jsonb_to_recordset($2::jsonb) AS c (job_id text, token uuid, result jsonb)
       WHERE j.namespace = $1 AND j.job_id = c.job_id AND j.lease_token = c.token AND j.state = 'RUNNING'
-        AND j.job_id = ANY ($3::text[])
+        AND j.job_id = ANY ($3::text[]) AND NOT j.has_children
       RETURNING j.job_id`,
     [ns, JSON.stringify(items.map((i) => ({ job_id: i.jobId, token: i.token, result: i.result }))), items.map((i) => i.jobId)],
   );
   const ok = new Set(done.rows.map((r) => r.job_id));
+  const conflicts = new Map<string, string>();
+  const parents = await withChildren(q, ns, items.filter((i) => !ok.has(i.jobId)).map((i) => i.jobId));
+  for (const i of items.filter((i) => parents.has(i.jobId))) {
+    try {
+      const values = [ns, i.jobId, i.token, i.result === null ? null : JSON.stringify(i.result)];
+      if (await q.atomic((tx) => completeParent(tx, values))) ok.add(i.jobId);
+    } catch (error) {
+      // A deadlock or serialization failure of this item's transaction fails it alone.
+      if (!(error instanceof CairnError) || error.kind !== "aborted") throw error;
+      conflicts.set(i.jobId, error.reason);
+    }
+  }
   const missing = items.filter((i) => !ok.has(i.jobId)).map((i) => i.jobId);
   const known = missing.length ? await existing(q, ns, missing) : new Set<string>();
   return items.map((i) => ({
     jobId: i.jobId,
     ok: ok.has(i.jobId),
-    reason: ok.has(i.jobId) ? "" : known.has(i.jobId) ? "LEASE_LOST" : "NOT_FOUND",
+    reason: ok.has(i.jobId) ? "" : (conflicts.get(i.jobId) ?? (known.has(i.jobId) ? "LEASE_LOST" : "NOT_FOUND")),
   }));
 }
 
-/** RETRYING after backoff (or retry_after), or DEAD when attempts are spent or retry is false. */
+/** Which of these jobs others depend on. */
+async function withChildren(q: Queryable, ns: string, jobIds: string[]): Promise<Set<string>> {
+  if (jobIds.length === 0) return new Set();
+  const result = await q.query<{ job_id: string }>(
+    `SELECT job_id FROM jobs WHERE namespace = $1 AND job_id = ANY ($2::text[]) AND has_children`,
+    [ns, jobIds],
+  );
+  return new Set(result.rows.map((r) => r.job_id));
+}
+
+/** RETRYING after backoff (or $5, retry_after) when $4 (retry) and attempts remain, else DEAD; fenced by the token ($3). */
+const FAIL_SQL = `UPDATE jobs SET
+       state = CASE WHEN $4 AND attempt < max_attempts THEN 'RETRYING' ELSE 'DEAD' END,
+       run_time = CASE WHEN $4 AND attempt < max_attempts
+                       THEN now() + coalesce($5::bigint * interval '1 millisecond', ${BACKOFF_SQL})
+                       ELSE run_time END,
+       finish_time = CASE WHEN $4 AND attempt < max_attempts THEN NULL ELSE now() END,
+       last_error = $6::jsonb, update_time = now(), lease_token = NULL, lease_expire_time = NULL, worker_id = ''
+     WHERE namespace = $1 AND job_id = $2 AND lease_token = $3::uuid AND state = 'RUNNING'`;
+
+/**
+ * RETRYING after backoff (or retry_after), or DEAD when attempts are spent
+ * or retry is false. A job that others depend on fails in a transaction
+ * that, when it goes DEAD, also cancels its BLOCKED descendants.
+ */
 export async function fail(
   q: Queryable,
   ns: string,
@@ -212,31 +292,37 @@ export async function fail(
   retry: boolean,
   retryAfterMs: number | null,
 ): Promise<JobRecord> {
-  const failed = await q.query<JobRecord>(
-    `UPDATE jobs SET
-       state = CASE WHEN $4 AND attempt < max_attempts THEN 'RETRYING' ELSE 'DEAD' END,
-       run_time = CASE WHEN $4 AND attempt < max_attempts
-                       THEN now() + coalesce($5::bigint * interval '1 millisecond', ${BACKOFF_SQL})
-                       ELSE run_time END,
-       finish_time = CASE WHEN $4 AND attempt < max_attempts THEN NULL ELSE now() END,
-       last_error = $6::jsonb, update_time = now(), lease_token = NULL, lease_expire_time = NULL, worker_id = ''
-     WHERE namespace = $1 AND job_id = $2 AND lease_token = $3::uuid AND state = 'RUNNING'
-     RETURNING ${COLUMNS}`,
-    [ns, jobId, token, retry, retryAfterMs, JSON.stringify(error)],
-  );
+  const values = [ns, jobId, token, retry, retryAfterMs, JSON.stringify(error)];
+  const failed = await q.query<JobRecord>(`${FAIL_SQL} AND NOT has_children RETURNING ${COLUMNS}`, values);
   if (failed.rows[0]) return failed.rows[0];
-  throw await whyNoLease(q, ns, jobId);
+  return q.atomic(async (tx) => {
+    const parent = (await tx.query<JobRecord>(`${FAIL_SQL} RETURNING ${COLUMNS}`, values)).rows[0];
+    if (!parent) throw await whyNoLease(tx, ns, jobId);
+    if (parent.state === "DEAD") await cancelDescendants(tx, ns, [jobId]);
+    return parent;
+  });
 }
 
-export async function extend(q: Queryable, ns: string, jobId: string, token: string, leaseMs: number): Promise<JobRecord> {
+/**
+ * Heartbeat: a later lease expiry and, when given, the worker's progress.
+ * On a job cancelled while this lease ran it: JOB_CANCELLED (cancelling
+ * keeps the token on the row for this), so the worker learns to stop.
+ */
+export async function extend(q: Queryable, ns: string, jobId: string, token: string, leaseMs: number, progress: JsonObject | null): Promise<JobRecord> {
   const extended = await q.query<JobRecord>(
-    `UPDATE jobs SET lease_expire_time = now() + $4::bigint * interval '1 millisecond', update_time = now()
+    `UPDATE jobs SET lease_expire_time = now() + $4::bigint * interval '1 millisecond', progress = coalesce($5::jsonb, progress),
+            update_time = now()
       WHERE namespace = $1 AND job_id = $2 AND lease_token = $3::uuid AND state = 'RUNNING'
       RETURNING ${COLUMNS}`,
-    [ns, jobId, token, leaseMs],
+    [ns, jobId, token, leaseMs, progress === null ? null : JSON.stringify(progress)],
   );
   if (extended.rows[0]) return extended.rows[0];
-  throw await whyNoLease(q, ns, jobId);
+  const job = await q.query<{ cancelled: boolean }>(
+    `SELECT state = 'CANCELLED' AND lease_token = $3::uuid AS cancelled FROM jobs WHERE namespace = $1 AND job_id = $2`,
+    [ns, jobId, token],
+  );
+  if (!job.rows[0]) throw notFound("job", jobId);
+  throw job.rows[0].cancelled ? jobCancelled(jobId) : leaseLost(jobId);
 }
 
 /**
@@ -276,10 +362,19 @@ export async function heldLeases(q: Queryable, ns: string, leases: HeldLease[]):
  * one bounded batch per round (the rescue runs often). Returns how many
  * jobs it rescued; each queue they belong to is notified once. Works across
  * namespaces (a maintenance round): rows are picked by (namespace, job_id)
- * and each queue is woken under its own namespace.
+ * and each queue is woken under its own namespace. A job others depend on
+ * that goes DEAD cancels its BLOCKED descendants in the same transaction.
  */
-export async function rescueExpiredLeases(q: Queryable): Promise<number> {
-  const rescued = await q.query<{ rescued: number }>(
+export function rescueExpiredLeases(q: Queryable): Promise<number> {
+  return q.atomic(async (tx) => {
+    const round = await rescueRound(tx);
+    for (const [ns, parents] of Object.entries(round.deadParents)) await cancelDescendants(tx, ns, parents);
+    return round.rescued;
+  });
+}
+
+async function rescueRound(q: Queryable): Promise<{ rescued: number; deadParents: Record<string, string[]> }> {
+  const rescued = await q.query<{ rescued: number; deadParents: Record<string, string[]> }>(
     `WITH rescued AS (
        UPDATE jobs SET
          state = CASE WHEN attempt < max_attempts THEN 'RETRYING' ELSE 'DEAD' END,
@@ -291,40 +386,78 @@ export async function rescueExpiredLeases(q: Queryable): Promise<number> {
          SELECT namespace, job_id FROM jobs WHERE state = 'RUNNING' AND lease_expire_time <= now()
           LIMIT $1 FOR UPDATE SKIP LOCKED)
          AND state = 'RUNNING' AND lease_expire_time <= now()
-       RETURNING namespace, queue
+       RETURNING namespace, queue, job_id, state, has_children
      ), notified AS (
        SELECT pg_notify('${CHANNELS.jobs}', ${wakeKeySql("namespace", "queue")}) FROM rescued GROUP BY namespace, queue
      )
-     SELECT (SELECT count(*) FROM rescued)::int AS rescued, (SELECT count(*) FROM notified) AS queues`,
+     SELECT (SELECT count(*) FROM rescued)::int AS rescued, (SELECT count(*) FROM notified) AS queues,
+            coalesce((SELECT jsonb_object_agg(namespace, ids) FROM (
+              SELECT namespace, jsonb_agg(job_id) AS ids FROM rescued WHERE state = 'DEAD' AND has_children GROUP BY namespace) d),
+              '{}') AS "deadParents"`,
     [RESCUE_BATCH],
   );
-  return rescued.rows[0]?.rescued ?? 0;
+  return rescued.rows[0]!;
 }
 
-export async function cancel(q: Queryable, ns: string, jobId: string): Promise<JobRecord> {
-  const cancelled = await q.query<JobRecord>(
-    `UPDATE jobs SET state = 'CANCELLED', finish_time = now(), update_time = now(),
-            lease_token = NULL, lease_expire_time = NULL
-      WHERE namespace = $1 AND job_id = $2 AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')
-      RETURNING ${COLUMNS}`,
-    [ns, jobId],
-  );
-  if (cancelled.rows[0]) return cancelled.rows[0];
-  const job = await get(q, ns, jobId);
-  throw failedPrecondition(`job ${JSON.stringify(jobId)} is ${job.state}; only unfinished jobs can be cancelled`, { job_id: jobId, state: job.state });
+/** Unfinished states, as stored (a SCHEDULED job may be due). */
+const UNFINISHED = `('BLOCKED', 'SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`;
+
+/**
+ * CANCELLED, with its BLOCKED descendants. A running job's lease is
+ * revoked by the state alone: its token stays, so that the holder's next
+ * ExtendLease can tell it JOB_CANCELLED rather than LEASE_LOST.
+ */
+export function cancel(q: Queryable, ns: string, jobId: string): Promise<JobRecord> {
+  return q.atomic(async (tx) => {
+    const cancelled = await tx.query<JobRecord>(
+      `UPDATE jobs SET state = 'CANCELLED', finish_time = now(), update_time = now(), lease_expire_time = NULL
+        WHERE namespace = $1 AND job_id = $2 AND state IN ${UNFINISHED}
+        RETURNING ${COLUMNS}`,
+      [ns, jobId],
+    );
+    const job = cancelled.rows[0];
+    if (job) {
+      await cancelDescendants(tx, ns, [jobId]);
+      return job;
+    }
+    const current = await get(tx, ns, jobId);
+    throw failedPrecondition(`job ${JSON.stringify(jobId)} is ${current.state}; only unfinished jobs can be cancelled`, {
+      job_id: jobId,
+      state: current.state,
+    });
+  });
 }
 
-/** Redrives a DEAD or CANCELLED job: AVAILABLE now, attempts reset. */
-export async function retry(q: Queryable, ns: string, jobId: string): Promise<JobRecord> {
+/**
+ * Redrives a DEAD or CANCELLED job: AVAILABLE now, attempts reset. A job
+ * with parents is BLOCKED again until they all succeed (FAILED_PRECONDITION
+ * while one is DEAD or CANCELLED: retry that one first); jobs that were
+ * cancelled because of this one stay cancelled.
+ */
+export function retry(q: Queryable, ns: string, jobId: string): Promise<JobRecord> {
+  return q.atomic(async (tx) => {
+    const job = await redrive(tx, ns, jobId);
+    if (job) return job.state === "BLOCKED" ? reblock(tx, ns, job) : job;
+    const current = await get(tx, ns, jobId);
+    throw failedPrecondition(`job ${JSON.stringify(jobId)} is ${current.state}; only DEAD or CANCELLED jobs can be retried`, {
+      job_id: jobId,
+      state: current.state,
+    });
+  });
+}
+
+async function redrive(tx: Queryable, ns: string, jobId: string): Promise<JobRecord | undefined> {
   let retried;
   try {
-    retried = await q.query<JobRecord & { notified: unknown }>(
+    retried = await tx.query<JobRecord & { notified: unknown }>(
       `WITH back AS (
-         UPDATE jobs SET state = 'AVAILABLE', attempt = 0, run_time = now(), finish_time = NULL, update_time = now()
+         UPDATE jobs SET state = CASE WHEN cardinality(depends_on) > 0 THEN 'BLOCKED' ELSE 'AVAILABLE' END,
+                attempt = 0, run_time = now(), finish_time = NULL, update_time = now(), lease_token = NULL
           WHERE namespace = $1 AND job_id = $2 AND state IN ('DEAD', 'CANCELLED')
           RETURNING ${COLUMNS}
        )
-       SELECT back.*, pg_notify('${CHANNELS.jobs}', ${wakeKeySql("$1", "back.queue")}) AS notified FROM back`,
+       SELECT back.*, CASE WHEN back.state <> 'BLOCKED' THEN pg_notify('${CHANNELS.jobs}', ${wakeKeySql("$1", "back.queue")}) END AS notified
+         FROM back`,
       [ns, jobId],
     );
   } catch (error) {
@@ -335,12 +468,9 @@ export async function retry(q: Queryable, ns: string, jobId: string): Promise<Jo
     throw error;
   }
   const row = retried.rows[0];
-  if (row) {
-    const { notified: _, ...job } = row;
-    return job;
-  }
-  const job = await get(q, ns, jobId);
-  throw failedPrecondition(`job ${JSON.stringify(jobId)} is ${job.state}; only DEAD or CANCELLED jobs can be retried`, { job_id: jobId, state: job.state });
+  if (!row) return undefined;
+  const { notified: _, ...job } = row;
+  return job;
 }
 
 /** The job, or undefined when there is none (for callers that give absence their own meaning). */
@@ -415,14 +545,22 @@ export function deleteFinished(q: Queryable, retentionMs: number): Promise<numbe
 }
 
 async function deleteFinishedBatch(q: Queryable, retentionMs: number, limit: number): Promise<number> {
-  const result = await q.query(
-    `DELETE FROM jobs WHERE (namespace, job_id) IN (
-       SELECT namespace, job_id FROM jobs WHERE finish_time < now() - $1::bigint * interval '1 millisecond'
-          AND state IN ('SUCCEEDED', 'DEAD', 'CANCELLED')
-        LIMIT $2)`,
+  // A job's rows in job_dependencies (as the child) go with it.
+  const result = await q.query<{ deleted: number }>(
+    `WITH deleted AS (
+       DELETE FROM jobs WHERE (namespace, job_id) IN (
+         SELECT namespace, job_id FROM jobs WHERE finish_time < now() - $1::bigint * interval '1 millisecond'
+            AND state IN ('SUCCEEDED', 'DEAD', 'CANCELLED')
+          LIMIT $2)
+       RETURNING namespace, job_id, depends_on
+     ), edges AS (
+       DELETE FROM job_dependencies d USING deleted, unnest(deleted.depends_on) AS p (parent_id)
+        WHERE d.namespace = deleted.namespace AND d.parent_id = p.parent_id AND d.job_id = deleted.job_id
+     )
+     SELECT count(*)::int AS deleted FROM deleted`,
     [retentionMs, limit],
   );
-  return result.rowCount ?? 0;
+  return result.rows[0]!.deleted;
 }
 
 /**
@@ -430,11 +568,14 @@ async function deleteFinishedBatch(q: Queryable, retentionMs: number, limit: num
  * namespace (kept, not deleted, so workers and lists still see them).
  */
 export async function onSessionsDeleted(tx: Queryable, ns: string, sessionIds: string[]): Promise<void> {
-  await tx.query(
-    `UPDATE jobs SET state = 'CANCELLED', finish_time = now(), update_time = now(), lease_token = NULL, lease_expire_time = NULL
-      WHERE namespace = $1 AND session_id = ANY ($2::text[]) AND state IN ('SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
+  const cancelled = await tx.query<{ job_id: string; has_children: boolean }>(
+    `UPDATE jobs SET state = 'CANCELLED', finish_time = now(), update_time = now(), lease_expire_time = NULL
+      WHERE namespace = $1 AND session_id = ANY ($2::text[]) AND state IN ${UNFINISHED}
+      RETURNING job_id, has_children`,
     [ns, sessionIds],
   );
+  const parents = cancelled.rows.filter((r) => r.has_children).map((r) => r.job_id);
+  if (parents.length) await cancelDescendants(tx, ns, parents);
 }
 
 /** Which of these job ids exist in the namespace. */

@@ -1,6 +1,16 @@
 // KeyValueService handlers: validate, convert, call the store; Watch tails
 // the change log with the same catch-up-then-live machinery as traces.
-import { Entry, KeyValueServiceService, type PutRequest, WatchEventType, type WatchResponse } from "@cairn/client";
+import {
+  type CountRequest,
+  type DeleteRequest,
+  Entry,
+  type IncrementRequest,
+  KeyValueServiceService,
+  type ListRequest,
+  type PutRequest,
+  WatchEventType,
+  type WatchResponse,
+} from "@cairn/client";
 import type { Limits } from "../config.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { tail } from "../db/tail.js";
@@ -12,8 +22,8 @@ import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
 import { maskedResource, parseReadMask, type ReadMask } from "../grpc/read-mask.js";
 import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
 import * as store from "./store.js";
-import type { ChangeType, EntryRecord, KvValue } from "./store.js";
-import { type PutItem, WriteBatcher, putAll } from "./writes.js";
+import type { ChangeType, EntryFilter, EntryRecord, KvValue } from "./store.js";
+import { type IncrementItem, type PutItem, WriteBatcher, putAll } from "./writes.js";
 
 const WATCH_EVENT_TYPES = enumCodec<WatchEventType, ChangeType>(WatchEventType, "WATCH_EVENT_TYPE_");
 
@@ -22,7 +32,8 @@ const ENTRY_FIELDS = maskedResource(Entry, { value: ["bytes_value", "json_value"
 /** A read mask without either value field: the store need not read values at all. */
 const valueMasked = (mask: ReadMask<Entry>) => !mask.includes("bytes_value") && !mask.includes("json_value");
 
-function toWire(e: EntryRecord): Entry {
+/** An entry as the wire carries it (Put, Get, List, Watch, and Commit's results). */
+export function toWireEntry(e: EntryRecord): Entry {
   return {
     key: e.key,
     value:
@@ -40,7 +51,8 @@ function toWire(e: EntryRecord): Entry {
   };
 }
 
-function checkKey(v: Violations, field: string, key: string, limits: Limits, allowEmpty = false): void {
+/** A key (or, with allowEmpty, a prefix): required, at most limits.maxKeyBytes, without NUL. */
+export function checkKey(v: Violations, field: string, key: string, limits: Limits, allowEmpty = false): void {
   if (key === "") {
     if (!allowEmpty) v.add(field, "is required");
     return;
@@ -58,7 +70,8 @@ function checkExpectedVersion(v: Violations, field: string, expected: number | u
   if (expected !== undefined && expected < 0) v.add(field, "must not be negative (0 means: must not exist)");
 }
 
-function toPutItem(v: Violations, request: PutRequest, at: string, limits: Limits): PutItem {
+/** Put's request, validated (field paths prefixed with `at`) and converted for putEntry / putAll. */
+export function planPut(v: Violations, request: PutRequest, at: string, limits: Limits): PutItem {
   const entry = request.entry;
   if (!entry) {
     v.add(`${at}entry`, "is required");
@@ -86,6 +99,33 @@ function toPutItem(v: Violations, request: PutRequest, at: string, limits: Limit
   };
 }
 
+/** What Delete needs: the key and its condition. */
+export interface EntryDelete {
+  key: string;
+  expectedVersion: number | undefined;
+}
+
+/** Delete's request, validated (field paths prefixed with `at`) and converted for store.deleteEntry. */
+export function planDelete(v: Violations, request: DeleteRequest, at: string, limits: Limits): EntryDelete {
+  checkKey(v, `${at}key`, request.key, limits);
+  checkExpectedVersion(v, `${at}expected_version`, request.expectedVersion);
+  return { key: request.key, expectedVersion: request.expectedVersion };
+}
+
+/** Increment's request, validated (field paths prefixed with `at`) and converted for incrementEntry. */
+export function planIncrement(v: Violations, request: IncrementRequest, at: string, limits: Limits): IncrementItem {
+  checkKey(v, `${at}key`, request.key, limits);
+  if (!Number.isSafeInteger(request.delta)) v.add(`${at}delta`, "must be an integer within ±2^53");
+  return { key: request.key, delta: request.delta, ttlMicros: ttlMicros(v, `${at}ttl`, request.ttl) };
+}
+
+/** List's and Count's filter: a key prefix and value_contains (any JSON, null included; unset: none). */
+function planFilter(v: Violations, request: ListRequest | CountRequest, limits: Limits): EntryFilter {
+  checkKey(v, "prefix", request.prefix, limits, true);
+  checkDocument(v, "value_contains", request.valueContains, limits);
+  return { prefix: request.prefix, valueContains: request.valueContains === undefined ? null : { json: request.valueContains } };
+}
+
 function checkKeys(v: Violations, keys: string[], limits: Limits): void {
   checkBatchSize(v, "keys", keys.length, limits);
   keys.forEach((k, i) => checkKey(v, `keys[${i}]`, k, limits));
@@ -101,42 +141,49 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       checkKey(v, "key", request.key, limits);
       const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      return mask.apply(toWire(await reads.get(ctx, ctx.namespace, request.key)));
+      return mask.apply(toWireEntry(await reads.get(ctx, ctx.namespace, request.key)));
     },
 
     async put(request, ctx) {
       const v = new Violations();
-      const item = toPutItem(v, request, "", limits);
+      const item = planPut(v, request, "", limits);
       v.throwIfAny();
-      return toWire(await writes.put(ctx, ctx.namespace, item));
+      return toWireEntry(await writes.put(ctx, ctx.namespace, item));
     },
 
     async delete(request, ctx) {
       const v = new Violations();
-      checkKey(v, "key", request.key, limits);
-      checkExpectedVersion(v, "expected_version", request.expectedVersion);
+      const { key, expectedVersion } = planDelete(v, request, "", limits);
       v.throwIfAny();
-      return { deleted: await store.deleteEntry(db.on(ctx), ctx.namespace, request.key, request.expectedVersion) };
+      return { deleted: await store.deleteEntry(db.on(ctx), ctx.namespace, key, expectedVersion) };
     },
 
     async list(request, ctx) {
       const v = new Violations();
-      checkKey(v, "prefix", request.prefix, limits, true);
+      const filter = planFilter(v, request, limits);
       const limit = pageSize(v, request.pageSize);
       const mask = parseReadMask(v, request.readMask, ENTRY_FIELDS);
       v.throwIfAny();
-      const bound = { prefix: request.prefix, keysOnly: request.keysOnly };
+      // Without value_contains the token is bound as before it existed, so older tokens stay good.
+      const bound = { prefix: request.prefix, keysOnly: request.keysOnly, ...(filter.valueContains && { valueContains: filter.valueContains }) };
       const [afterKey] = decodePageToken(request.pageToken, bound, ["id"]) ?? [null];
       const pageLimits = { rows: limit, bytes: limits.maxPageBytes };
-      const page = await store.list(db.on(ctx), ctx.namespace, request.prefix, afterKey, pageLimits, request.keysOnly || valueMasked(mask));
+      const page = await store.list(db.on(ctx), ctx.namespace, filter, afterKey, pageLimits, request.keysOnly || valueMasked(mask));
       const { items, nextPageToken } = pageResponse(page, {
         bound,
         keyOf: (e) => [e.key],
-        toWire: (e) => mask.apply(toWire(e)),
+        toWire: (e) => mask.apply(toWireEntry(e)),
         encoder: Entry,
         maxBytes: limits.maxPageBytes,
       });
       return { entries: items, nextPageToken };
+    },
+
+    async count(request, ctx) {
+      const v = new Violations();
+      const filter = planFilter(v, request, limits);
+      v.throwIfAny();
+      return { count: await store.count(db.on(ctx), ctx.namespace, filter) };
     },
 
     async batchGet(request, ctx) {
@@ -146,13 +193,13 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       v.throwIfAny();
       const found = await store.readEntries(db.on(ctx), ctx.namespace, [...new Set(request.keys)], valueMasked(mask));
       const keys = request.keys.filter((k, i) => found.has(k) && request.keys.indexOf(k) === i);
-      return { entries: keys.map((k) => mask.apply(toWire(found.get(k)!))) };
+      return { entries: keys.map((k) => mask.apply(toWireEntry(found.get(k)!))) };
     },
 
     async batchPut(request, ctx) {
       const v = new Violations();
       checkBatchSize(v, "requests", request.requests.length, limits);
-      const items = request.requests.map((r, i) => toPutItem(v, r, `requests[${i}].`, limits));
+      const items = request.requests.map((r, i) => planPut(v, r, `requests[${i}].`, limits));
       checkUnique(
         v,
         "requests",
@@ -160,7 +207,7 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
         ".entry.key",
       );
       v.throwIfAny();
-      return { entries: (await putAll(db.on(ctx), ctx.namespace, items)).map(toWire) };
+      return { entries: (await putAll(db.on(ctx), ctx.namespace, items)).map(toWireEntry) };
     },
 
     async batchDelete(request, ctx) {
@@ -172,11 +219,9 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
 
     async increment(request, ctx) {
       const v = new Violations();
-      checkKey(v, "key", request.key, limits);
-      if (!Number.isSafeInteger(request.delta)) v.add("delta", "must be an integer within ±2^53");
-      const ttl = ttlMicros(v, "ttl", request.ttl);
+      const increment = planIncrement(v, request, "", limits);
       v.throwIfAny();
-      return toWire(await writes.increment(ctx, ctx.namespace, request.key, request.delta, ttl));
+      return toWireEntry(await writes.increment(ctx, ctx.namespace, increment));
     },
 
     async purgeExpired(_request, ctx) {
@@ -203,7 +248,7 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
           send({
             message: {
               $case: "event",
-              value: { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWire(change.entry), revision: change.revision },
+              value: { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWireEntry(change.entry), revision: change.revision },
             },
           }, change.revision),
         progress: (revision) => send({ message: { $case: "progress", value: { revision } } }, revision + 1),

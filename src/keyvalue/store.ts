@@ -98,6 +98,45 @@ export function prefixPattern(prefix: string): string {
   return prefix.replace(/[\\%_]/g, (c) => `\\${c}`) + "%";
 }
 
+/** Which live entries of a namespace List and Count see. */
+export interface EntryFilter {
+  prefix: string;
+  /** Only entries whose json_value contains `json` (JSON null is a value like any other); null: no such filter. */
+  valueContains: { json: unknown } | null;
+}
+
+/**
+ * An entry's json_value nested under its namespace, {"<namespace>": value}:
+ * the expression of kv_entries_value_idx (migration 1763801000000), which a
+ * containment filter must repeat exactly for the index to serve it.
+ */
+const VALUE_IN_NAMESPACE = `jsonb_set('{}', ARRAY[namespace], json_value)`;
+
+/**
+ * value_contains as documents to match VALUE_IN_NAMESPACE against, any of
+ * them: `{ns: value}`, and for a scalar also `{ns: [value]}`, because
+ * json_value @> scalar also holds for a top-level array holding the scalar,
+ * and that exception of @> applies only at the top level. So this matches
+ * exactly the entries `json_value @> value` does.
+ */
+function containmentNeedles(ns: string, value: unknown): string[] {
+  const needles = [{ [ns]: value }];
+  if (value === null || typeof value !== "object") needles.push({ [ns]: [value] });
+  return needles.map((needle) => JSON.stringify(needle));
+}
+
+/**
+ * The entries an EntryFilter selects: namespace $1, prefix pattern $2,
+ * containment needles $3 (NULL: no value filter; each call is planned for
+ * its values, so the index serves the filter when it is set).
+ */
+const FILTERED = `namespace = $1 AND key LIKE $2 ESCAPE '\\' AND ${LIVE}
+  AND ($3::jsonb[] IS NULL OR ${VALUE_IN_NAMESPACE} @> ANY ($3::jsonb[]))`;
+
+function filterValues(ns: string, f: EntryFilter): unknown[] {
+  return [ns, prefixPattern(f.prefix), f.valueContains ? containmentNeedles(ns, f.valueContains.json) : null];
+}
+
 /**
  * Logs `deleted` (rows just removed, as RETURNING gave them) as changes of
  * one type, numbering them from one revision allocation; queues one NOTIFY.
@@ -212,11 +251,11 @@ export async function deleteEntries(q: Queryable, ns: string, keys: string[]): P
   return result.rows[0]!.n;
 }
 
-/** One page of live keys of `ns` in order after `afterKey`; values omitted when keysOnly. */
+/** One page of the entries of `ns` a filter selects, in key order after `afterKey`; values omitted when keysOnly. */
 export async function list(
   q: Queryable,
   ns: string,
-  prefix: string,
+  filter: EntryFilter,
   afterKey: string | null,
   limits: PageLimits,
   keysOnly: boolean,
@@ -224,14 +263,20 @@ export async function list(
   const sql = pagedSql({
     fields: keysOnly ? KEY_FIELDS : FIELDS,
     size: rowSize(keysOnly ? KEY_SIZES : SIZES),
-    from: `FROM kv_entries WHERE namespace = $1 AND key LIKE $2 ESCAPE '\\' AND ($3::text IS NULL OR key > $3) AND ${LIVE}`,
+    from: `FROM kv_entries WHERE ${FILTERED} AND ($4::text IS NULL OR key > $4)`,
     order: [["key", "ASC"]],
-    limit: "$4",
-    budget: "$5",
+    limit: "$5",
+    budget: "$6",
   });
-  const result = await q.query<Paged<SelectedEntry>>(sql, [ns, prefixPattern(prefix), afterKey, limits.rows, limits.bytes]);
+  const result = await q.query<Paged<SelectedEntry>>(sql, [...filterValues(ns, filter), afterKey, limits.rows, limits.bytes]);
   const page = toPage(result.rows);
   return { ...page, items: page.items.map(decodeEntry) };
+}
+
+/** How many entries of `ns` a filter selects (live ones only). */
+export async function count(q: Queryable, ns: string, filter: EntryFilter): Promise<number> {
+  const result = await q.query<{ n: number }>(`SELECT count(*)::bigint AS n FROM kv_entries WHERE ${FILTERED}`, filterValues(ns, filter));
+  return result.rows[0]!.n;
 }
 
 /** One batch of expired entries (of `ns`, or of every namespace when null) removed, each logged as an EXPIRE. */

@@ -9,7 +9,7 @@ import { selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { CairnError, failedPrecondition, outOfRange, versionConflict } from "../errors.js";
-import { CHANGE_CODE, type EntryRecord, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, refKey, type SelectedEntry, decodeEntry } from "./store.js";
+import { CHANGE_CODE, type EntryRecord, type EntryRef, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, refKey, type SelectedEntry, decodeEntry } from "./store.js";
 
 export interface PutItem {
   key: string;
@@ -21,9 +21,14 @@ export interface PutItem {
   expectedVersion: number | undefined;
 }
 
-export type WriteRequest =
-  | { kind: "put"; key: string; item: PutItem }
-  | { kind: "increment"; key: string; delta: number; ttlMicros: number | null };
+export interface IncrementItem {
+  key: string;
+  delta: number;
+  /** Null: the entry keeps its expiry. */
+  ttlMicros: number | null;
+}
+
+export type WriteRequest = { kind: "put"; key: string; item: PutItem } | ({ kind: "increment" } & IncrementItem);
 
 /** A write and the namespace of its key. */
 type NsWrite = WriteRequest & { ns: string };
@@ -64,11 +69,11 @@ function unwrap(result: EntryRecord | CairnError): EntryRecord {
  * deadlock. `namespace:key` is unambiguous: a namespace never contains ':'
  * (and text cannot hold the NUL that separates them in JS).
  */
-async function lockKeys(tx: Queryable, writes: NsWrite[]): Promise<void> {
+async function lockKeys(tx: Queryable, refs: readonly EntryRef[]): Promise<void> {
   await tx.query(
     `SELECT pg_advisory_xact_lock(h) FROM (
        SELECT DISTINCT hashtextextended(n || ':' || k, 0) AS h FROM unnest($1::text[], $2::text[]) AS w (n, k) ORDER BY 1) AS hashes`,
-    [writes.map((w) => w.ns), writes.map((w) => w.key)],
+    [refs.map((r) => r.ns), refs.map((r) => r.key)],
   );
 }
 
@@ -177,6 +182,31 @@ export function writeAll(q: Queryable, ns: string, requests: WriteRequest[]): Pr
   return q.atomic(async (tx) => (await applyWrites(tx, requests.map((r) => ({ ...r, ns })))).map(unwrap));
 }
 
+/**
+ * Takes the write locks of these keys of `ns` now, in the caller's
+ * transaction (they are held until it ends and taken again at no cost): a
+ * transaction writing several keys one after another takes them all first,
+ * as one batch does, so it cannot deadlock with another writer of them.
+ */
+export function lockEntryKeys(tx: Queryable, ns: string, keys: string[]): Promise<void> {
+  return lockKeys(
+    tx,
+    keys.map((key) => ({ ns, key })),
+  );
+}
+
+/** One Put in the caller's transaction or one of its own (Put itself goes through WriteBatcher). */
+export async function putEntry(q: Queryable, ns: string, item: PutItem): Promise<EntryRecord> {
+  const [entry] = await putAll(q, ns, [item]);
+  return entry!;
+}
+
+/** One Increment in the caller's transaction or one of its own (Increment itself goes through WriteBatcher). */
+export async function incrementEntry(q: Queryable, ns: string, increment: IncrementItem): Promise<EntryRecord> {
+  const [entry] = await writeAll(q, ns, [{ kind: "increment", ...increment }]);
+  return entry!;
+}
+
 /** Puts every item or none (BatchPut); a failed condition fails the batch naming its key. */
 export function putAll(q: Queryable, ns: string, items: PutItem[]): Promise<EntryRecord[]> {
   return writeAll(
@@ -204,7 +234,7 @@ export class WriteBatcher {
   }
 
   /** Adds delta to a number in `ns` (creating it at 0); the entry after the change. */
-  async increment(scope: CallScope, ns: string, key: string, delta: number, ttlMicros: number | null): Promise<EntryRecord> {
-    return unwrap(await this.writes.submit({ kind: "increment", key, delta, ttlMicros, ns }, scope.signal));
+  async increment(scope: CallScope, ns: string, increment: IncrementItem): Promise<EntryRecord> {
+    return unwrap(await this.writes.submit({ kind: "increment", ...increment, ns }, scope.signal));
   }
 }

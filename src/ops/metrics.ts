@@ -167,7 +167,7 @@ export interface MetricsSources {
 /** How long the jobs query may take at a scrape; past it the scrape goes on without the jobs gauges. */
 const JOBS_QUERY_TIMEOUT_MS = 2_000;
 
-const JOB_STATES = ["scheduled", "available", "running", "retrying", "succeeded", "dead", "cancelled"];
+const JOB_STATES = ["blocked", "scheduled", "available", "running", "retrying", "succeeded", "dead", "cancelled"];
 
 export class CairnMetrics {
   readonly registry = new Registry();

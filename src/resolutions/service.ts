@@ -24,11 +24,12 @@ import {
 } from "../grpc/validate.js";
 import { isoToEpochMicros } from "../time.js";
 import * as store from "./store.js";
-import type { DecisionName, ResolutionCreate, ResolutionFilter, ResolutionRecord } from "./store.js";
+import type { DecisionName, NewResolution, ResolutionCreate, ResolutionFilter, ResolutionImport, ResolutionRecord } from "./store.js";
 
 const DECISIONS = enumCodec<Decision, DecisionName>(Decision, "DECISION_");
 
-function toWire(r: ResolutionRecord): Resolution {
+/** A resolution as the wire carries it (every method's response, and Commit's results). */
+export function toWireResolution(r: ResolutionRecord): Resolution {
   return {
     resolutionId: r.resolutionId,
     requestId: r.requestId,
@@ -45,48 +46,73 @@ function toWire(r: ResolutionRecord): Resolution {
   };
 }
 
-function toCreate(v: Violations, request: CreateResolutionRequest, at: string, limits: Limits): ResolutionCreate {
-  const r = request.resolution;
-  if (!r) {
-    v.add(`${at}resolution`, "is required");
-    return undefined as never;
-  }
-  checkId(v, `${at}resolution.resolution_id`, r.resolutionId, false);
-  checkId(v, `${at}resolution.request_id`, r.requestId, true);
-  checkReference(v, `${at}resolution.agent_id`, r.agentId, true);
-  checkId(v, `${at}resolution.session_id`, r.sessionId, true);
-  checkId(v, `${at}request_id`, request.requestId, false);
-  const decision = DECISIONS.parse(v, `${at}resolution.decision`, r.decision);
+/**
+ * What every way of saving a resolution checks alike; `at` is the path of
+ * the Resolution message ("resolution.", "resolutions[3]."). `resolutionId`
+ * names it when the client did not.
+ */
+function planNewResolution(v: Violations, r: Resolution, at: string, limits: Limits, resolutionId: () => string): NewResolution {
+  checkId(v, `${at}resolution_id`, r.resolutionId, false);
+  checkId(v, `${at}request_id`, r.requestId, true);
+  checkReference(v, `${at}agent_id`, r.agentId, true);
+  checkId(v, `${at}session_id`, r.sessionId, true);
+  const decision = DECISIONS.parse(v, `${at}decision`, r.decision);
   const lists = {
     context_blocks: r.contextBlocks,
     allowed_actions: r.allowedActions,
     denied_actions: r.deniedActions,
     policies_applied: r.policiesApplied,
   };
-  for (const [name, list] of Object.entries(lists)) checkDocumentList(v, `${at}resolution.${name}`, list, limits);
-  checkDocument(v, `${at}resolution.metadata`, r.metadata, limits);
+  for (const [name, list] of Object.entries(lists)) checkDocumentList(v, `${at}${name}`, list, limits);
+  checkDocument(v, `${at}metadata`, r.metadata, limits);
+  return {
+    resolutionId: r.resolutionId || resolutionId(),
+    requestId: r.requestId,
+    agentId: r.agentId,
+    sessionId: r.sessionId,
+    decision: decision ?? "DENY",
+    contextBlocks: r.contextBlocks,
+    allowedActions: r.allowedActions,
+    deniedActions: r.deniedActions,
+    policiesApplied: r.policiesApplied,
+    metadata: r.metadata ?? null,
+  };
+}
+
+/** CreateResolution's request, validated (field paths prefixed with `at`) and converted for store.createResolutions. */
+export function planCreateResolution(v: Violations, request: CreateResolutionRequest, at: string, limits: Limits): ResolutionCreate {
+  const r = request.resolution;
+  if (!r) {
+    v.add(`${at}resolution`, "is required");
+    return undefined as never;
+  }
+  const resolution = planNewResolution(v, r, `${at}resolution.`, limits, () => uuidv7());
+  checkId(v, `${at}request_id`, request.requestId, false);
   const ttlMicros = request.ttl ? v.collect(() => positiveDurationMicros(request.ttl!, `${at}ttl`)) : null;
   const expireTime = request.ttl ? null : v.collect(() => isoFromTimestamp(r.expireTime, `${at}resolution.expire_time`));
   if (expireTime && isoToEpochMicros(expireTime) <= BigInt(Date.now()) * 1000n) {
     v.add(`${at}resolution.expire_time`, "must be in the future");
   }
   return {
-    resolution: {
-      resolutionId: r.resolutionId || uuidv7(),
-      requestId: r.requestId,
-      agentId: r.agentId,
-      sessionId: r.sessionId,
-      decision: decision ?? "DENY",
-      contextBlocks: r.contextBlocks,
-      allowedActions: r.allowedActions,
-      deniedActions: r.deniedActions,
-      policiesApplied: r.policiesApplied,
-      metadata: r.metadata ?? null,
-    },
+    resolution,
     ttlMicros,
     expireTime,
     idempotency: idempotency(request.requestId, () => ({ resolution: r, ttl: request.ttl ?? null })),
   };
+}
+
+/**
+ * One resolution of an import: its times kept as given, even in the past.
+ * Without create_time it is created now; without an id it gets a UUIDv7 of
+ * its create_time, so imported ids sort like created ones.
+ */
+function planImportResolution(v: Violations, r: Resolution, at: string, limits: Limits): ResolutionImport {
+  const createTime = v.collect(() => isoFromTimestamp(r.createTime, `${at}create_time`));
+  const expireTime = v.collect(() => isoFromTimestamp(r.expireTime, `${at}expire_time`));
+  if (createTime && expireTime && expireTime <= createTime) v.add(`${at}expire_time`, "must be after create_time");
+  const idTime = createTime ? Number(isoToEpochMicros(createTime) / 1000n) : Date.now();
+  const resolution = planNewResolution(v, r, at, limits, () => uuidv7({ msecs: Math.max(0, idTime) }));
+  return { resolution, createTime, expireTime };
 }
 
 export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof ResolutionServiceService> {
@@ -94,30 +120,30 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
   return {
     async createResolution(request, ctx) {
       const v = new Violations();
-      const create = toCreate(v, request, "", limits);
+      const create = planCreateResolution(v, request, "", limits);
       v.throwIfAny();
       const [created] = await store.createResolutions(db.on(ctx), ctx.namespace, [create]);
-      return toWire(created!);
+      return toWireResolution(created!);
     },
 
     async batchCreateResolutions(request, ctx) {
       const v = new Violations();
       checkBatchSize(v, "requests", request.requests.length, limits);
-      const creates = request.requests.map((r, i) => toCreate(v, r, `requests[${i}].`, limits));
+      const creates = request.requests.map((r, i) => planCreateResolution(v, r, `requests[${i}].`, limits));
       checkUnique(
         v,
         "requests",
         request.requests.map((r) => r.resolution?.resolutionId ?? ""),
       );
       v.throwIfAny();
-      return { resolutions: (await store.createResolutions(db.on(ctx), ctx.namespace, creates)).map(toWire) };
+      return { resolutions: (await store.createResolutions(db.on(ctx), ctx.namespace, creates)).map(toWireResolution) };
     },
 
     async getResolution(request, ctx) {
       const v = new Violations();
       checkId(v, "resolution_id", request.resolutionId, true);
       v.throwIfAny();
-      return toWire(await store.getResolution(db.on(ctx), ctx.namespace, request.resolutionId));
+      return toWireResolution(await store.getResolution(db.on(ctx), ctx.namespace, request.resolutionId));
     },
 
     async listResolutions(request, ctx) {
@@ -146,7 +172,7 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
       const { items, nextPageToken } = pageResponse(page, {
         bound: filter,
         keyOf: (r) => [r.createTime, r.resolutionId],
-        toWire,
+        toWire: toWireResolution,
         encoder: Resolution,
         maxBytes: limits.maxPageBytes,
       });
@@ -163,6 +189,20 @@ export function resolutionHandlers(deps: ServiceDeps): ServiceHandlers<typeof Re
 
     async purgeExpiredResolutions(_request, ctx) {
       return { deletedCount: await store.purgeExpired(db.on(ctx), ctx.namespace) };
+    },
+
+    async importResolutions(request, ctx) {
+      const v = new Violations();
+      checkBatchSize(v, "resolutions", request.resolutions.length, limits);
+      const imports = request.resolutions.map((r, i) => planImportResolution(v, r, `resolutions[${i}].`, limits));
+      checkUnique(
+        v,
+        "resolutions",
+        request.resolutions.map((r) => r.resolutionId),
+        ".resolution_id",
+      );
+      v.throwIfAny();
+      return { resolutions: (await store.importResolutions(db.on(ctx), ctx.namespace, imports)).map(toWireResolution) };
     },
   };
 }

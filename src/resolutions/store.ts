@@ -39,6 +39,13 @@ export interface ResolutionCreate {
   idempotency: Idempotency | null;
 }
 
+/** A resolution migrated in: its times as given (even past); a null create_time is now. */
+export interface ResolutionImport {
+  resolution: NewResolution;
+  createTime: string | null;
+  expireTime: string | null;
+}
+
 export interface ResolutionFilter {
   agentId: string | null;
   sessionId: string | null;
@@ -163,6 +170,47 @@ async function insert(tx: Queryable, ns: string, c: ResolutionCreate): Promise<R
   );
   if (!inserted.rows[0]) throw alreadyExists("resolution", r.resolutionId);
   return inserted.rows[0];
+}
+
+/**
+ * Inserts every import or none, in one statement, keeping the given times;
+ * ALREADY_EXISTS naming the first id (in the given order) already taken in
+ * `ns`, expired or not. Returned in the given order.
+ */
+export function importResolutions(q: Queryable, ns: string, imports: ResolutionImport[]): Promise<ResolutionRecord[]> {
+  return q.atomic(async (tx) => {
+    const rows = imports.map(({ resolution: r, createTime, expireTime }) => ({
+      resolution_id: r.resolutionId,
+      request_id: r.requestId,
+      agent_id: r.agentId,
+      session_id: r.sessionId,
+      decision: r.decision,
+      context_blocks: r.contextBlocks,
+      allowed_actions: r.allowedActions,
+      denied_actions: r.deniedActions,
+      policies_applied: r.policiesApplied,
+      metadata: r.metadata,
+      create_time: createTime,
+      expire_time: expireTime,
+    }));
+    const inserted = await tx.query<ResolutionRecord>(
+      `INSERT INTO resolutions (namespace, resolution_id, request_id, agent_id, session_id, decision, context_blocks,
+                                allowed_actions, denied_actions, policies_applied, metadata, create_time, expire_time)
+       SELECT $1, r.resolution_id, r.request_id, r.agent_id, r.session_id, r.decision, r.context_blocks,
+              r.allowed_actions, r.denied_actions, r.policies_applied, r.metadata, coalesce(r.create_time, now()), r.expire_time
+         FROM jsonb_to_recordset($2::jsonb) AS r (resolution_id text, request_id text, agent_id text, session_id text, decision text,
+                                                  context_blocks jsonb, allowed_actions jsonb, denied_actions jsonb,
+                                                  policies_applied jsonb, metadata jsonb, create_time timestamptz, expire_time timestamptz)
+       ON CONFLICT (namespace, resolution_id) DO NOTHING
+       RETURNING ${COLUMNS}`,
+      [ns, JSON.stringify(rows)],
+    );
+    const byId = new Map(inserted.rows.map((r) => [r.resolutionId, r]));
+    const taken = imports.find((i) => !byId.has(i.resolution.resolutionId));
+    // Thrown inside the transaction: the rows inserted before it roll back.
+    if (taken) throw alreadyExists("resolution", taken.resolution.resolutionId);
+    return imports.map((i) => byId.get(i.resolution.resolutionId)!);
+  });
 }
 
 /** A live resolution; NOT_FOUND when there is none. */

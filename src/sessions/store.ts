@@ -9,7 +9,7 @@ import { type Fields, selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable, SessionsDeletedStep } from "../db/database.js";
 import { createOnce, type Idempotency } from "../db/idempotency.js";
 import { jsonSize, omitting, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
-import { alreadyExists, notFound, versionConflict } from "../errors.js";
+import { alreadyExists, CairnError, invalidField, notFound, transactionConflict, versionConflict } from "../errors.js";
 
 export type SessionStatusName = "ACTIVE" | "ENDED" | "ERROR";
 export type JsonObject = Record<string, unknown>;
@@ -29,11 +29,27 @@ export interface SessionRecord extends NewSession {
   createTime: string;
   updateTime: string;
   endTime: string | null;
+  /** Set on a fork (sessions/history.ts): the session and version it came from. */
+  parentSessionId: string | null;
+  parentVersion: number | null;
 }
 
 export interface SessionCreate {
   session: NewSession;
   idempotency: Idempotency | null;
+}
+
+/**
+ * An RFC 7386 merge patch of the stored state, applied by the database
+ * (cairn_merge_patch) to the row it has locked, so concurrent patches of
+ * different keys all survive.
+ */
+export interface StateMerge {
+  patch: JsonObject;
+  /** The request field it came from, named when the merged state is too large. */
+  field: string;
+  /** The largest merged state allowed, in bytes of its text as PostgreSQL prints jsonb. */
+  maxBytes: number;
 }
 
 /** Fields to change; undefined leaves a field as it is. */
@@ -43,12 +59,24 @@ export interface SessionPatch {
   labels?: Record<string, string>;
   metadata?: JsonObject | null;
   state?: JsonObject | null;
+  /** Merged into the stored state; never together with `state`. */
+  stateMerge?: StateMerge;
 }
 
 export interface SessionUpdate {
   sessionId: string;
   patch: SessionPatch;
+  /** With createIfMissing, 0 means "must not exist yet". */
   expectedVersion: number | undefined;
+  /** allow_missing: the session to create (as CreateSession would) when there is none. */
+  createIfMissing?: MissingSession;
+}
+
+export interface MissingSession {
+  /** Created with `patch.stateMerge` merged into its state; its agent_id must equal a stored session's. */
+  session: NewSession;
+  /** The request field of session.agent_id, named when it differs from the stored one. */
+  agentField: string;
 }
 
 export interface SessionFilter {
@@ -60,9 +88,14 @@ export interface SessionFilter {
   stateContains: JsonObject | null;
   createdAfter: string | null;
   createdBefore: string | null;
+  updatedAfter: string | null;
+  updatedBefore: string | null;
+  endedAfter: string | null;
+  endedBefore: string | null;
+  parentSessionId: string | null;
 }
 
-export type SessionOrderColumn = "create_time" | "update_time";
+export type SessionOrderColumn = "create_time" | "update_time" | "end_time";
 
 export interface SessionOrder {
   column: SessionOrderColumn;
@@ -78,7 +111,7 @@ export interface SessionStats {
 
 export const CREATE_SCOPE = "cairn.v1.SessionService/CreateSession";
 
-const FIELDS: Fields<SessionRecord> = {
+export const FIELDS: Fields<SessionRecord> = {
   sessionId: "session_id",
   agentId: "agent_id",
   userId: "user_id",
@@ -90,23 +123,26 @@ const FIELDS: Fields<SessionRecord> = {
   createTime: "create_time",
   updateTime: "update_time",
   endTime: "end_time",
+  parentSessionId: "parent_session_id",
+  parentVersion: "parent_version",
 };
 const COLUMNS = selectList(FIELDS);
 
 /** The fields a read mask may leave out of the SELECT: the documents. */
 export type SessionDocument = "labels" | "metadata" | "state";
 
-const SIZES: Sizes<SessionRecord> = {
+export const SIZES: Sizes<SessionRecord> = {
   sessionId: textSize("session_id"),
   agentId: textSize("agent_id"),
   userId: textSize("user_id"),
+  parentSessionId: textSize("parent_session_id"),
   labels: jsonSize("labels"),
   metadata: jsonSize("metadata"),
   state: jsonSize("state"),
 };
 
 /**
- * Parameters $1..$9 of every filtered query, in this order (see
+ * Parameters $1..$14 of every filtered query, in this order (see
  * filterParams): the namespace first, so every index that serves a filter
  * (all namespace-led but the GIN containment ones) can lead with it.
  */
@@ -118,7 +154,12 @@ const FILTER_SQL = `namespace = $1
   AND ($6::jsonb IS NULL OR metadata @> $6::jsonb)
   AND ($7::jsonb IS NULL OR state @> $7::jsonb)
   AND ($8::timestamptz IS NULL OR create_time > $8)
-  AND ($9::timestamptz IS NULL OR create_time < $9)`;
+  AND ($9::timestamptz IS NULL OR create_time < $9)
+  AND ($10::timestamptz IS NULL OR update_time > $10)
+  AND ($11::timestamptz IS NULL OR update_time < $11)
+  AND ($12::timestamptz IS NULL OR end_time > $12)
+  AND ($13::timestamptz IS NULL OR end_time < $13)
+  AND ($14::text IS NULL OR parent_session_id = $14)`;
 
 function filterParams(ns: string, f: SessionFilter): unknown[] {
   return [
@@ -131,18 +172,35 @@ function filterParams(ns: string, f: SessionFilter): unknown[] {
     jsonOrNull(f.stateContains),
     f.createdAfter,
     f.createdBefore,
+    f.updatedAfter,
+    f.updatedBefore,
+    f.endedAfter,
+    f.endedBefore,
+    f.parentSessionId,
   ];
+}
+
+/** A list page's cursor (its time NULL past the sessions with an end time), row limit and byte budget, after the filter's parameters. */
+const PAGE_PARAMS = { time: "$15", id: "$16", limit: "$17", budget: "$18" } as const;
+
+/** Where a page starts: after this row of the order. */
+export interface SessionCursor {
+  /** The row's order column; null for a session without an end time (order_by end_time). */
+  time: string | null;
+  sessionId: string;
 }
 
 /**
  * A list page, built from constants only: keyset pagination on (column,
- * session_id) with the cursor in $10, $11, the row limit in $12 and the byte
- * budget in $13 (see db/pages.ts). Run unnamed (q.query, not q.prepared):
- * the `$n IS NULL OR …` filters need a plan for each call's values, and a
+ * session_id) with the cursor, row limit and byte budget in PAGE_PARAMS
+ * (see db/pages.ts). Run unnamed (q.query, not q.prepared): the
+ * `$n IS NULL OR …` filters need a plan for each call's values, and a
  * generic plan would use the labels index for every filter
  * (`npx tsx bench/explain-filters.ts` prints both).
  */
 function listSql(order: SessionOrder, omit: readonly SessionDocument[]): string {
+  if (order.column === "end_time") return endTimeListSql(order.descending, omit);
+  const { time, id, limit, budget } = PAGE_PARAMS;
   const direction = order.descending ? "DESC" : "ASC";
   const after = order.descending ? "<" : ">";
   const key = order.column === "create_time" ? "createTime" : "updateTime";
@@ -151,13 +209,52 @@ function listSql(order: SessionOrder, omit: readonly SessionDocument[]): string 
     size: rowSize(SIZES, omit),
     from: `FROM sessions
       WHERE ${FILTER_SQL}
-        AND ($10::timestamptz IS NULL OR (${order.column}, session_id) ${after} ($10, $11::text))`,
+        AND (${time}::timestamptz IS NULL OR (${order.column}, session_id) ${after} (${time}, ${id}::text))`,
     order: [
       [key, direction],
       ["sessionId", direction],
     ],
-    limit: "$12",
-    budget: "$13",
+    limit,
+    budget,
+  });
+}
+
+/**
+ * order_by end_time: the sessions that ended, in (end_time, session_id)
+ * order, then those without an end time, in session_id order, in both
+ * directions. No one index order puts NULLs last both ways, so each group
+ * is a branch of its own, read in order from sessions_end_time_idx (which
+ * holds the NULLs too) and stopped at the row limit; `unended` orders the
+ * branches. A cursor with a NULL time is past every ended session.
+ */
+function endTimeListSql(descending: boolean, omit: readonly SessionDocument[]): string {
+  const { time, id, limit, budget } = PAGE_PARAMS;
+  const direction = descending ? "DESC" : "ASC";
+  const after = descending ? "<" : ">";
+  const branch = (unended: boolean, where: string, order: string) =>
+    `(SELECT *, ${unended} AS unended FROM sessions WHERE ${FILTER_SQL} AND ${where} ORDER BY ${order} LIMIT ${limit}::int + 1)`;
+  const ended = branch(
+    false,
+    `end_time IS NOT NULL AND (${id}::text IS NULL OR (end_time, session_id) ${after} (${time}::timestamptz, ${id}::text))`,
+    `end_time ${direction}, session_id ${direction}`,
+  );
+  const unended = branch(
+    true,
+    `end_time IS NULL AND (${id}::text IS NULL OR ${time}::timestamptz IS NOT NULL OR session_id ${after} ${id}::text)`,
+    `session_id ${direction}`,
+  );
+  const fields: Fields<SessionRecord & { unended: boolean }> = { ...omitting(FIELDS, omit), unended: "unended" };
+  return pagedSql({
+    fields,
+    size: rowSize(SIZES, omit),
+    from: `FROM (${ended} UNION ALL ${unended}) AS ordered`,
+    order: [
+      ["unended", "ASC"],
+      ["endTime", direction],
+      ["sessionId", direction],
+    ],
+    limit,
+    budget,
   });
 }
 
@@ -271,18 +368,100 @@ function createOne(tx: Queryable, ns: string, { session, idempotency }: SessionC
   });
 }
 
+/**
+ * A session as ImportSessions or an allow_missing upsert inserts it. Null
+ * times default: create_time to now, update_time to end_time or else
+ * create_time, and the end_time of a session that is not ACTIVE to its
+ * update_time.
+ */
+export interface SessionRow extends NewSession {
+  /** Merged into `state` as it is inserted (an upsert's state_patch). */
+  statePatch: JsonObject | null;
+  /** 1 when null. */
+  version: number | null;
+  createTime: string | null;
+  updateTime: string | null;
+  endTime: string | null;
+  /** The highest message sequence handed out: appends continue after it. */
+  lastMessageSequence: number;
+  parentSessionId: string | null;
+  parentVersion: number | null;
+}
+
+/** The row CreateSession would insert for `session`, with `statePatch` merged into its state. */
+function newSessionRow(session: NewSession, statePatch: JsonObject | null): SessionRow {
+  const none = { createTime: null, updateTime: null, endTime: null, parentSessionId: null, parentVersion: null };
+  return { ...session, ...none, statePatch, version: null, lastMessageSequence: 0 };
+}
+
+/**
+ * Inserts sessions of one namespace in one statement, in id order; an id
+ * already taken is skipped (ON CONFLICT DO NOTHING, which waits for a
+ * concurrent insert of it to end), so the result may hold fewer sessions.
+ */
+export async function insertSessions(tx: Queryable, ns: string, rows: SessionRow[]): Promise<Map<string, SessionRecord>> {
+  const recordset = rows.map((r) => ({
+    session_id: r.sessionId,
+    agent_id: r.agentId,
+    user_id: r.userId,
+    status: r.status,
+    labels: r.labels,
+    metadata: r.metadata,
+    state: r.state,
+    state_patch: r.statePatch,
+    version: r.version,
+    create_time: r.createTime,
+    update_time: r.updateTime,
+    end_time: r.endTime,
+    last_message_sequence: r.lastMessageSequence,
+    parent_session_id: r.parentSessionId,
+    parent_version: r.parentVersion,
+  }));
+  const inserted = await tx.query<SessionRecord>(
+    `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, version,
+                           create_time, update_time, end_time, last_message_sequence, parent_session_id, parent_version)
+     SELECT $1, r.session_id, r.agent_id, r.user_id, r.status, r.labels, r.metadata,
+            CASE WHEN r.state_patch IS NULL THEN r.state ELSE cairn_merge_patch(r.state, r.state_patch) END,
+            coalesce(r.version, 1), t.create_time, t.update_time,
+            CASE WHEN r.status <> 'ACTIVE' THEN coalesce(r.end_time, t.update_time) END,
+            r.last_message_sequence, r.parent_session_id, r.parent_version
+       FROM jsonb_to_recordset($2::jsonb) AS r (
+              session_id text, agent_id text, user_id text, status text, labels jsonb, metadata jsonb, state jsonb,
+              state_patch jsonb, version bigint, create_time timestamptz, update_time timestamptz, end_time timestamptz,
+              last_message_sequence bigint, parent_session_id text, parent_version bigint)
+      CROSS JOIN LATERAL (SELECT coalesce(r.create_time, now()) AS create_time,
+                                 coalesce(r.update_time, r.end_time, r.create_time, now()) AS update_time) AS t
+      ORDER BY r.session_id
+     ON CONFLICT (namespace, session_id) DO NOTHING
+     RETURNING ${COLUMNS}`,
+    [ns, JSON.stringify(recordset)],
+  );
+  return new Map(inserted.rows.map((row) => [row.sessionId, row]));
+}
+
 /** An update of a session in namespace `ns` (coalesced updates mix namespaces). */
 export interface NamespacedUpdate extends SessionUpdate {
   ns: string;
 }
 
 /**
- * One UPDATE for many sessions (each at most once), of any namespaces, each
- * with its own patch and version condition; undefined where a session is
- * missing or at another version. Rows are locked in (namespace, session_id)
- * order so that concurrent batches cannot deadlock each other.
+ * What applyUpdates did with one update: the session as updated; the error
+ * that refused it (a merged state over the limit); or undefined when the
+ * session is missing or at another version (see missOrConflict).
  */
-export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): Promise<(SessionRecord | undefined)[]> {
+export type UpdateOutcome = SessionRecord | CairnError | undefined;
+
+/**
+ * One UPDATE for many sessions (each at most once), of any namespaces, each
+ * with its own patch and version condition. Rows are locked in (namespace,
+ * session_id) order so that concurrent batches cannot deadlock each other.
+ * A state merge is computed from the locked row, which a concurrent update
+ * can no longer change, so merges of different keys never lose each other;
+ * one whose result is over its limit leaves its session as it was and the
+ * others of the batch still apply. (createIfMissing is not looked at: see
+ * updateSessions.)
+ */
+export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): Promise<UpdateOutcome[]> {
   const rows = updates.map((u, ord) => ({
     ord,
     namespace: u.ns,
@@ -294,46 +473,150 @@ export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): P
     metadata: u.patch.metadata ?? null,
     set_state: u.patch.state !== undefined,
     state: u.patch.state ?? null,
+    state_patch: u.patch.stateMerge?.patch ?? null,
+    max_state_bytes: u.patch.stateMerge?.maxBytes ?? null,
     expected_version: u.expectedVersion ?? null,
   }));
   // SET expressions see the old row, so end_time compares old and new status.
-  const result = await q.prepared<SessionRecord & { ord: number }>(
+  const result = await q.prepared<SessionRecord & { slot: number; stateTooLarge: boolean; stateBytes: number | null; ord: number }>(
     "sessions_update",
     `WITH p AS (
        SELECT * FROM jsonb_to_recordset($1::jsonb) AS p (
          ord int, namespace text, session_id text, status text, user_id text, labels jsonb,
-         set_metadata boolean, metadata jsonb, set_state boolean, state jsonb, expected_version bigint)
+         set_metadata boolean, metadata jsonb, set_state boolean, state jsonb, state_patch jsonb,
+         max_state_bytes int, expected_version bigint)
      ), locked AS (
-       SELECT s.namespace, s.session_id FROM sessions s JOIN p USING (namespace, session_id)
+       SELECT p.ord, CASE WHEN p.state_patch IS NOT NULL THEN cairn_merge_patch(s.state, p.state_patch) END AS merged_state
+         FROM sessions s JOIN p USING (namespace, session_id)
         WHERE s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
           AND (p.expected_version IS NULL OR s.version = p.expected_version)
         ORDER BY s.namespace, s.session_id
         FOR UPDATE OF s
+     ), checked AS (
+       SELECT locked.ord, locked.merged_state, octet_length(locked.merged_state::text) AS state_bytes,
+              coalesce(octet_length(locked.merged_state::text) > p.max_state_bytes, false) AS too_large
+         FROM locked JOIN p USING (ord)
+     ), updated AS (
+       UPDATE sessions s SET
+         status = COALESCE(p.status, s.status),
+         user_id = COALESCE(p.user_id, s.user_id),
+         labels = COALESCE(p.labels, s.labels),
+         metadata = CASE WHEN p.set_metadata THEN p.metadata ELSE s.metadata END,
+         state = CASE WHEN p.set_state THEN p.state WHEN c.merged_state IS NOT NULL THEN c.merged_state ELSE s.state END,
+         end_time = CASE
+           WHEN COALESCE(p.status, s.status) = 'ACTIVE' THEN NULL
+           WHEN s.status = 'ACTIVE' THEN now()
+           ELSE s.end_time END,
+         version = s.version + 1,
+         update_time = now()
+       FROM p JOIN checked c USING (ord)
+       WHERE s.namespace = p.namespace AND s.session_id = p.session_id AND NOT c.too_large
+         AND s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
+         AND (p.expected_version IS NULL OR s.version = p.expected_version)
+       RETURNING p.ord, ${selectList(FIELDS, "s.")}
      )
-     UPDATE sessions s SET
-       status = COALESCE(p.status, s.status),
-       user_id = COALESCE(p.user_id, s.user_id),
-       labels = COALESCE(p.labels, s.labels),
-       metadata = CASE WHEN p.set_metadata THEN p.metadata ELSE s.metadata END,
-       state = CASE WHEN p.set_state THEN p.state ELSE s.state END,
-       end_time = CASE
-         WHEN COALESCE(p.status, s.status) = 'ACTIVE' THEN NULL
-         WHEN s.status = 'ACTIVE' THEN now()
-         ELSE s.end_time END,
-       version = s.version + 1,
-       update_time = now()
-     FROM p JOIN locked USING (namespace, session_id)
-     WHERE s.namespace = p.namespace AND s.session_id = p.session_id
-       AND s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
-       AND (p.expected_version IS NULL OR s.version = p.expected_version)
-     RETURNING p.ord, ${selectList(FIELDS, "s.")}`,
+     SELECT c.ord AS slot, c.too_large AS "stateTooLarge", c.state_bytes AS "stateBytes", u.*
+       FROM checked c LEFT JOIN updated u ON u.ord = c.ord
+      WHERE c.too_large OR u.ord IS NOT NULL`,
     // The id and namespace arrays let the planner see how few rows the
     // recordset holds and use the primary key instead of scanning.
     [JSON.stringify(rows), updates.map((u) => u.sessionId), [...new Set(updates.map((u) => u.ns))]],
   );
-  const updated: (SessionRecord | undefined)[] = updates.map(() => undefined);
-  for (const { ord, ...session } of result.rows) updated[ord] = session;
-  return updated;
+  const outcomes: UpdateOutcome[] = updates.map(() => undefined);
+  for (const { slot, stateTooLarge, stateBytes, ord: _ord, ...session } of result.rows) {
+    const merge = updates[slot]!.patch.stateMerge;
+    outcomes[slot] = stateTooLarge && merge ? mergedStateTooLarge(merge, stateBytes ?? 0) : session;
+  }
+  return outcomes;
+}
+
+/** INVALID_ARGUMENT naming the merge's field: the state it would make is over its limit. */
+export function mergedStateTooLarge(merge: StateMerge, bytes: number): CairnError {
+  return invalidField(merge.field, `would make the state ${bytes} bytes (as PostgreSQL prints it); the limit is ${merge.maxBytes}`);
+}
+
+/** The session as updated, or why not: the outcome's error, or a missing session or version conflict. */
+async function updatedOrThrow(q: Queryable, ns: string, sessionId: string, outcome: UpdateOutcome): Promise<SessionRecord> {
+  if (outcome instanceof CairnError) throw outcome;
+  if (outcome) return outcome;
+  throw await missOrConflict(q, ns, sessionId);
+}
+
+/** What an update needs to know of the session it is about to change. */
+interface LockedSession {
+  sessionId: string;
+  version: number;
+  agentId: string;
+}
+
+/** Locks the sessions of `ids` that exist, in id order (the order applyUpdates locks in too). */
+async function lockSessions(tx: Queryable, ns: string, ids: string[]): Promise<Map<string, LockedSession>> {
+  const locked = await tx.query<LockedSession>(
+    `SELECT session_id AS "sessionId", version, agent_id AS "agentId" FROM sessions
+      WHERE namespace = $1 AND session_id = ANY ($2::text[])
+      ORDER BY session_id
+      FOR UPDATE`,
+    [ns, ids],
+  );
+  return new Map(locked.rows.map((row) => [row.sessionId, row]));
+}
+
+/** Why `update` cannot apply to the session as it is (undefined when it does not exist), if it cannot. */
+function refusal(update: SessionUpdate, current: LockedSession | undefined): CairnError | undefined {
+  const { sessionId, expectedVersion, createIfMissing } = update;
+  if (!current) {
+    if (!createIfMissing) return notFound("session", sessionId);
+    // Creating is a change from "no version": only 0 ("must not exist") matches it.
+    return expectedVersion !== undefined && expectedVersion !== 0 ? versionConflict("session", sessionId, 0) : undefined;
+  }
+  if (expectedVersion !== undefined && expectedVersion !== current.version) return versionConflict("session", sessionId, current.version);
+  if (createIfMissing && createIfMissing.session.agentId !== current.agentId) {
+    return invalidField(createIfMissing.agentField, `differs from the session's agent_id ${JSON.stringify(current.agentId)}`);
+  }
+  return undefined;
+}
+
+/**
+ * Applies updates to distinct sessions of one namespace, all or none
+ * (BatchUpdateSessions, an allow_missing UpdateSession, Commit), and
+ * returns the sessions in `updates` order. Every session named is locked
+ * first, in id order, so concurrent batches do not deadlock and the checks
+ * hold until commit. A missing session with createIfMissing is inserted;
+ * when a concurrent upsert inserted it first, it is locked and updated
+ * instead, so two upserts of a new id never fail with ALREADY_EXISTS.
+ */
+export function updateSessions(q: Queryable, ns: string, updates: SessionUpdate[]): Promise<SessionRecord[]> {
+  return q.atomic(async (tx) => {
+    const current = await lockSessions(tx, ns, updates.map((u) => u.sessionId));
+    for (const u of updates) {
+      const refused = refusal(u, current.get(u.sessionId));
+      if (refused) throw refused;
+    }
+    const missing = updates.filter((u) => !current.has(u.sessionId));
+    const created =
+      missing.length === 0
+        ? new Map<string, SessionRecord>()
+        : await insertSessions(
+            tx,
+            ns,
+            missing.map((u) => newSessionRow(u.createIfMissing!.session, u.patch.stateMerge?.patch ?? null)),
+          );
+    const lost = missing.filter((u) => !created.has(u.sessionId));
+    if (lost.length > 0) {
+      const now = await lockSessions(tx, ns, lost.map((u) => u.sessionId));
+      for (const u of lost) {
+        const session = now.get(u.sessionId);
+        if (!session) throw transactionConflict(`session ${JSON.stringify(u.sessionId)} was created and deleted concurrently; retry`);
+        const refused = refusal(u, session);
+        if (refused) throw refused;
+      }
+    }
+    const changes = updates.filter((u) => !created.has(u.sessionId));
+    const outcomes = changes.length === 0 ? [] : await applyUpdates(tx, changes.map((u) => ({ ...u, ns })));
+    const updated = new Map(created);
+    for (const [i, u] of changes.entries()) updated.set(u.sessionId, await updatedOrThrow(tx, ns, u.sessionId, outcomes[i]));
+    return updates.map((u) => updated.get(u.sessionId)!);
+  });
 }
 
 /** Why a versioned write matched no row: the session is gone, or at another version. */
@@ -398,7 +681,7 @@ export async function listSessions(
   filter: SessionFilter,
   order: SessionOrder,
   limits: PageLimits,
-  after: { time: string; sessionId: string } | undefined,
+  after: SessionCursor | undefined,
   omit: readonly SessionDocument[] = [],
 ): Promise<Page<SessionRecord>> {
   const result = await q.query<Paged<SessionRecord>>(listSql(order, omit), [
@@ -457,7 +740,7 @@ const keyOf = (ns: string, sessionId: string) => `${ns}\u0000${sessionId}`;
  */
 export class SessionCalls {
   private readonly reads: Coalescer<SessionKey, SessionRecord | undefined>;
-  private readonly updates: Coalescer<NamespacedUpdate, SessionRecord | undefined>;
+  private readonly updates: Coalescer<NamespacedUpdate, UpdateOutcome>;
 
   constructor(private readonly db: Database) {
     this.reads = new Coalescer((keys, signal) => readSessionKeys(db.on({ signal }), keys), {
@@ -476,9 +759,9 @@ export class SessionCalls {
     return session;
   }
 
+  /** One update without createIfMissing (that one needs updateSessions). */
   async update(scope: CallScope, ns: string, update: SessionUpdate): Promise<SessionRecord> {
-    const updated = await this.updates.submit({ ...update, ns }, scope.signal);
-    if (updated) return updated;
-    throw await missOrConflict(this.db.on(scope), ns, update.sessionId);
+    const outcome = await this.updates.submit({ ...update, ns }, scope.signal);
+    return updatedOrThrow(this.db.on(scope), ns, update.sessionId, outcome);
   }
 }

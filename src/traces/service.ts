@@ -59,12 +59,12 @@ function minSeverity(v: Violations, field: string, wire: Severity): SeverityName
   return wire === Severity.SEVERITY_UNSPECIFIED ? null : (SEVERITY.parse(v, field, wire) ?? null);
 }
 
-/** Validates a batch; field paths are `events[i].field`. */
-function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingestTime: string): NewTraceEvent[] {
-  checkBatchSize(v, "events", events.length, limits);
+/** Validates a batch; field paths are `events[i].field`, prefixed with `prefix` (a Commit's operation). */
+export function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits, ingestTime: string, prefix = ""): NewTraceEvent[] {
+  checkBatchSize(v, `${prefix}events`, events.length, limits);
   if (events.length > limits.maxBatchItems) return [];
   return events.map((e, i) => {
-    const at = `events[${i}]`;
+    const at = `${prefix}events[${i}]`;
     checkId(v, `${at}.trace_id`, e.traceId, true);
     checkId(v, `${at}.event_id`, e.eventId, false);
     checkId(v, `${at}.session_id`, e.sessionId, false);

@@ -323,7 +323,7 @@ export async function verify(q: Queryable, ns: string, traceId: string): Promise
  * namespace, so batches of different namespaces share no head rows. ON
  * CONFLICT DO UPDATE locks the existing row and returns it as it was.
  */
-async function lockHeads(tx: Queryable, ns: string, traceIds: string[]): Promise<Map<string, Head>> {
+export async function lockHeads(tx: Queryable, ns: string, traceIds: string[]): Promise<Map<string, Head>> {
   const result = await tx.query<{ trace_id: string; last_sequence: number; last_hash: string }>(
     `INSERT INTO trace_heads AS h (namespace, trace_id)
      SELECT $1, unnest($2::text[])

@@ -242,6 +242,16 @@ def main():
     calls["AppendMessages"] = call(S + "AppendMessages", {"sessionId": sid, "messages": [
         {"role": "user", "content": "hi", "metadata": {"lang": "en"}}, {"role": "assistant", "content": "hello"}]})
     calls["ListMessages"] = call(S + "ListMessages", {"sessionId": sid})
+    imported = f"py-imp-{REFLECTION_VERSION}"
+    calls["ImportSessions"] = call(S + "ImportSessions", {
+        "sessions": [{"sessionId": imported, "agentId": f"py-imp-agent-{REFLECTION_VERSION}", "status": "SESSION_STATUS_ENDED", "state": {"step": 1},
+                      "createTime": "2025-01-02T03:04:05Z", "endTime": "2025-01-02T04:04:05Z"}],
+        "messages": [{"sessionId": imported, "sequence": "7", "role": "user", "content": "old"}]})
+    calls["BatchUpdateSessions"] = call(S + "BatchUpdateSessions", {"requests": [{"session": {"sessionId": imported},
+                                                                                   "statePatch": {"step": 2}}]})
+    calls["ListSessionVersions"] = call(S + "ListSessionVersions", {"sessionId": imported, "readMask": "version,state"})
+    calls["ForkSession"] = call(S + "ForkSession", {"sessionId": imported, "version": "1", "newSessionId": imported + "-fork"})
+    calls["DeleteMessages"] = call(S + "DeleteMessages", {"sessionId": imported})
     calls["BatchDeleteSessions"] = call(S + "BatchDeleteSessions", {"sessionIds": [f"py-b1-{REFLECTION_VERSION}", f"py-b2-{REFLECTION_VERSION}"]})
     calls["DeleteSession"] = call(S + "DeleteSession", {"sessionId": sid, "expectedVersion": "2"})
     calls["GetSession(deleted)"] = call(S + "GetSession", {"sessionId": sid})
@@ -271,6 +281,8 @@ def main():
     calls["ListResolutions"] = call(R + "ListResolutions", {"agentId": f"py-ragent-{REFLECTION_VERSION}", "decisions": ["DECISION_PARTIAL"]})
     calls["DeleteResolution"] = call(R + "DeleteResolution", {"resolutionId": rid})
     calls["PurgeExpiredResolutions"] = call(R + "PurgeExpiredResolutions", {})
+    calls["ImportResolutions"] = call(R + "ImportResolutions", {"resolutions": [
+        dict(res, resolutionId=f"py-imp-r-{REFLECTION_VERSION}", createTime="2025-01-01T00:00:00Z", expireTime="2025-01-02T00:00:00Z")]})
 
     K = "cairn.v1.KeyValueService/"
     kp = f"py/{REFLECTION_VERSION}/"
@@ -282,6 +294,7 @@ def main():
     calls["BatchGet"] = call(K + "BatchGet", {"keys": [kp + "x", kp + "nope", kp + "y"]})
     calls["Increment"] = call(K + "Increment", {"key": kp + "n", "delta": "41"})
     calls["List"] = call(K + "List", {"prefix": kp, "keysOnly": True})
+    calls["Count"] = call(K + "Count", {"prefix": kp, "valueContains": {"a": [1]}})
     first_rev = calls["Put"].get("response", {}).get("modRevision", "1")
     calls["Watch"] = call(K + "Watch", {"prefix": kp, "startRevision": first_rev}, timeout=1.5)
     calls["Delete"] = call(K + "Delete", {"key": kp + "doc"})
@@ -314,6 +327,29 @@ def main():
     calls["GetJob"] = call(J + "GetJob", {"jobId": first["job"].get("jobId", "x")})
     calls["ListJobs"] = call(J + "ListJobs", {"queue": jq})
     calls["GetQueueStats"] = call(J + "GetQueueStats", {"queue": jq})
+
+    calls["GetQueueConfig"] = call(J + "GetQueueConfig", {"queue": jq})
+    calls["UpdateQueueConfig"] = call(J + "UpdateQueueConfig", {"config": {"queue": jq + "-cfg", "maxRunning": 3, "fair": True}})
+    sched = f"py-sched-{REFLECTION_VERSION}"
+    calls["CreateSchedule"] = call(J + "CreateSchedule", {"scheduleId": sched, "schedule": {
+        "queue": jq + "-sched", "cron": "0 0 1 1 *", "timeZone": "Europe/Paris", "job": {"payload": {"report": True}}}})
+    calls["GetSchedule"] = call(J + "GetSchedule", {"scheduleId": sched})
+    calls["ListSchedules"] = call(J + "ListSchedules", {"queue": jq + "-sched"})
+    calls["UpdateSchedule"] = call(J + "UpdateSchedule", {"schedule": {"scheduleId": sched, "cron": "0 0 2 1 *"},
+                                                          "updateMask": "cron"})
+    calls["PauseSchedule"] = call(J + "PauseSchedule", {"scheduleId": sched})
+    calls["ResumeSchedule"] = call(J + "ResumeSchedule", {"scheduleId": sched})
+    calls["TriggerSchedule"] = call(J + "TriggerSchedule", {"scheduleId": sched})
+    calls["DeleteSchedule"] = call(J + "DeleteSchedule", {"scheduleId": sched})
+
+    calls["Commit"] = call("cairn.v1.TransactionService/Commit", {"operations": [
+        {"put": {"entry": {"key": kp + "tx", "jsonValue": True}}},
+        {"enqueueJob": {"job": {"queue": jq + "-tx", "payload": {"from": "commit"}}}}]})
+    M = "cairn.v1.MetricService/"
+    calls["RecordMetrics"] = call(M + "RecordMetrics", {"points": [{"name": "tokens", "entity": f"py-agent-{REFLECTION_VERSION}", "value": 3},
+                                                                   {"name": "tokens", "entity": f"py-agent-{REFLECTION_VERSION}", "value": 5}]})
+    calls["QueryMetrics"] = call(M + "QueryMetrics", {"name": "tokens", "entity": f"py-agent-{REFLECTION_VERSION}",
+                                                      "startTime": "2020-01-01T00:00:00Z", "aggregation": "AGGREGATION_SUM"})
 
     # Every method of every service was called above.
     called = {name.split("(")[0] for name in calls}

@@ -17,9 +17,11 @@ from google.protobuf import json_format, struct_pb2
 from .gen.cairn.v1 import (
     job_pb2_grpc,
     keyvalue_pb2_grpc,
+    metric_pb2_grpc,
     resolution_pb2_grpc,
     session_pb2_grpc,
     trace_pb2_grpc,
+    transaction_pb2_grpc,
 )
 from .gen.google.rpc import error_details_pb2, status_pb2
 
@@ -129,6 +131,8 @@ class Client:
         self.traces = trace_pb2_grpc.TraceEventServiceStub(self.channel)
         self.key_value = keyvalue_pb2_grpc.KeyValueServiceStub(self.channel)
         self.jobs = job_pb2_grpc.JobServiceStub(self.channel)
+        self.metrics = metric_pb2_grpc.MetricServiceStub(self.channel)
+        self.transactions = transaction_pb2_grpc.TransactionServiceStub(self.channel)
 
     def close(self) -> None:
         self._channel.close()

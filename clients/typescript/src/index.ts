@@ -4,19 +4,25 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import * as grpc from "@grpc/grpc-js";
 import * as job from "./gen/cairn/v1/job.js";
 import * as keyvalue from "./gen/cairn/v1/keyvalue.js";
+import * as metric from "./gen/cairn/v1/metric.js";
 import * as resolution from "./gen/cairn/v1/resolution.js";
 import * as session from "./gen/cairn/v1/session.js";
 import * as trace from "./gen/cairn/v1/trace.js";
+import * as transaction from "./gen/cairn/v1/transaction.js";
 import { BadRequest, ErrorInfo } from "./gen/google/rpc/error_details.js";
 import { Status } from "./gen/google/rpc/status.js";
+// Keeps JSON null in google.protobuf.Value oneof members (Entry.json_value) through fromPartial.
+import "./json-null.js";
 
 export * from "./gen/cairn/v1/job.js";
 export * from "./gen/cairn/v1/keyvalue.js";
+export * from "./gen/cairn/v1/metric.js";
 export * from "./gen/cairn/v1/resolution.js";
 export * from "./gen/cairn/v1/session.js";
 export * from "./gen/cairn/v1/trace.js";
+export * from "./gen/cairn/v1/transaction.js";
 /** Each generated module, by proto file, e.g. `session.Session`. */
-export { job, keyvalue, resolution, session, trace };
+export { job, keyvalue, metric, resolution, session, trace, transaction };
 export { Empty } from "./gen/google/protobuf/empty.js";
 export { Duration } from "./gen/google/protobuf/duration.js";
 export { Timestamp } from "./gen/google/protobuf/timestamp.js";
@@ -201,15 +207,19 @@ export class CairnClient {
   readonly sessions: PromiseClient<typeof session.SessionServiceService>;
   readonly resolutions: PromiseClient<typeof resolution.ResolutionServiceService>;
   readonly traces: PromiseClient<typeof trace.TraceEventServiceService>;
+  readonly transactions: PromiseClient<typeof transaction.TransactionServiceService>;
   readonly keyValue: PromiseClient<typeof keyvalue.KeyValueServiceService>;
   readonly jobs: PromiseClient<typeof job.JobServiceService>;
+  readonly metrics: PromiseClient<typeof metric.MetricServiceService>;
   /** The generated grpc-js clients (they take complete messages). */
   readonly raw: {
     sessions: session.SessionServiceClient;
     resolutions: resolution.ResolutionServiceClient;
     traces: trace.TraceEventServiceClient;
+    transactions: transaction.TransactionServiceClient;
     keyValue: keyvalue.KeyValueServiceClient;
     jobs: job.JobServiceClient;
+    metrics: metric.MetricServiceClient;
   };
 
   constructor(address: string, options: CairnClientOptions = {}) {
@@ -224,14 +234,18 @@ export class CairnClient {
       sessions,
       resolutions: new resolution.ResolutionServiceClient(address, credentials, shared),
       traces: new trace.TraceEventServiceClient(address, credentials, shared),
+      transactions: new transaction.TransactionServiceClient(address, credentials, shared),
       keyValue: new keyvalue.KeyValueServiceClient(address, credentials, shared),
       jobs: new job.JobServiceClient(address, credentials, shared),
+      metrics: new metric.MetricServiceClient(address, credentials, shared),
     };
     this.sessions = promisify(this.raw.sessions, session.SessionServiceService, session, base);
     this.resolutions = promisify(this.raw.resolutions, resolution.ResolutionServiceService, resolution, base);
     this.traces = promisify(this.raw.traces, trace.TraceEventServiceService, trace, base);
+    this.transactions = promisify(this.raw.transactions, transaction.TransactionServiceService, transaction, base);
     this.keyValue = promisify(this.raw.keyValue, keyvalue.KeyValueServiceService, keyvalue, base);
     this.jobs = promisify(this.raw.jobs, job.JobServiceService, job, base);
+    this.metrics = promisify(this.raw.metrics, metric.MetricServiceService, metric, base);
   }
 
   close(): void {

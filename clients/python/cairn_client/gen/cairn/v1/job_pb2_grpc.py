@@ -91,6 +91,56 @@ class JobServiceStub(object):
                 request_serializer=cairn_dot_v1_dot_job__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 )
+        self.GetQueueConfig = channel.unary_unary(
+                '/cairn.v1.JobService/GetQueueConfig',
+                request_serializer=cairn_dot_v1_dot_job__pb2.GetQueueConfigRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.QueueConfig.FromString,
+                )
+        self.UpdateQueueConfig = channel.unary_unary(
+                '/cairn.v1.JobService/UpdateQueueConfig',
+                request_serializer=cairn_dot_v1_dot_job__pb2.UpdateQueueConfigRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.QueueConfig.FromString,
+                )
+        self.CreateSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/CreateSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+                )
+        self.GetSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/GetSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+                )
+        self.ListSchedules = channel.unary_unary(
+                '/cairn.v1.JobService/ListSchedules',
+                request_serializer=cairn_dot_v1_dot_job__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.ListSchedulesResponse.FromString,
+                )
+        self.UpdateSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/UpdateSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.UpdateScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+                )
+        self.DeleteSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/DeleteSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                )
+        self.PauseSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/PauseSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+                )
+        self.ResumeSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/ResumeSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+                )
+        self.TriggerSchedule = channel.unary_unary(
+                '/cairn.v1.JobService/TriggerSchedule',
+                request_serializer=cairn_dot_v1_dot_job__pb2.TriggerScheduleRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_job__pb2.TriggerScheduleResponse.FromString,
+                )
 
 
 class JobServiceServicer(object):
@@ -148,7 +198,8 @@ class JobServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ExtendLease(self, request, context):
-        """Heartbeat.
+        """Heartbeat, with optional progress. On a job cancelled while running:
+        ABORTED, reason JOB_CANCELLED, so the worker stops.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -161,7 +212,9 @@ class JobServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RetryJob(self, request, context):
-        """DEAD or CANCELLED -> AVAILABLE, attempt reset.
+        """DEAD or CANCELLED -> AVAILABLE, attempt reset. A job with depends_on is
+        BLOCKED again until its parents succeed (FAILED_PRECONDITION while one
+        is DEAD or CANCELLED); jobs it cancelled stay cancelled.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +247,79 @@ class JobServiceServicer(object):
 
     def ResumeQueue(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQueueConfig(self, request, context):
+        """A queue's flow control; a queue never configured has the defaults (no
+        limits, not fair, version 0).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQueueConfig(self, request, context):
+        """AIP-134 update_mask over max_running, max_running_per_group, rate_limit
+        and fair. Limits hold from the update on across every replica; leases
+        already held are not revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Schedules: recurring jobs from a cron expression. Each fire time enqueues
+        exactly one job across all replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """AIP-134 update_mask over queue, cron, time_zone, job, overlap, paused,
+        catch_up_limit. A new cron or time_zone recomputes next_fire_time from now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Jobs it already enqueued are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """A paused schedule does not fire (next_fire_time is cleared).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """next_fire_time is computed from now: fire times passed while paused are not caught up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Enqueues one job now, paused or not; next_fire_time is unchanged.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -275,6 +401,56 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ResumeQueue,
                     request_deserializer=cairn_dot_v1_dot_job__pb2.ResumeQueueRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetQueueConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueConfig,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.GetQueueConfigRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.QueueConfig.SerializeToString,
+            ),
+            'UpdateQueueConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQueueConfig,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.UpdateQueueConfigRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.QueueConfig.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.GetScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.UpdateScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.Schedule.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.Schedule.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=cairn_dot_v1_dot_job__pb2.TriggerScheduleRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_job__pb2.TriggerScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,5 +715,175 @@ class JobService(object):
         return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/ResumeQueue',
             cairn_dot_v1_dot_job__pb2.ResumeQueueRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetQueueConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/GetQueueConfig',
+            cairn_dot_v1_dot_job__pb2.GetQueueConfigRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.QueueConfig.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateQueueConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/UpdateQueueConfig',
+            cairn_dot_v1_dot_job__pb2.UpdateQueueConfigRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.QueueConfig.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/CreateSchedule',
+            cairn_dot_v1_dot_job__pb2.CreateScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/GetSchedule',
+            cairn_dot_v1_dot_job__pb2.GetScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/ListSchedules',
+            cairn_dot_v1_dot_job__pb2.ListSchedulesRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.ListSchedulesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/UpdateSchedule',
+            cairn_dot_v1_dot_job__pb2.UpdateScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/DeleteSchedule',
+            cairn_dot_v1_dot_job__pb2.DeleteScheduleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/PauseSchedule',
+            cairn_dot_v1_dot_job__pb2.PauseScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/ResumeSchedule',
+            cairn_dot_v1_dot_job__pb2.ResumeScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.Schedule.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.JobService/TriggerSchedule',
+            cairn_dot_v1_dot_job__pb2.TriggerScheduleRequest.SerializeToString,
+            cairn_dot_v1_dot_job__pb2.TriggerScheduleResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

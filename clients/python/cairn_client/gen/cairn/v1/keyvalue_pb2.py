@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61irn/v1/keyvalue.proto\x12\x08\x63\x61irn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\x0b\x62ytes_value\x18\x02 \x01(\x0cH\x00\x12,\n\njson_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0cmod_revision\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"H\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x88\x01\n\nPutRequest\x12\x1e\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Entry\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"P\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x86\x01\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tkeys_only\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"I\n\x0cListResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x0f\x42\x61tchGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12-\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x10\x42\x61tchGetResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\"9\n\x0f\x42\x61tchPutRequest\x12&\n\x08requests\x18\x01 \x03(\x0b\x32\x14.cairn.v1.PutRequest\"4\n\x10\x42\x61tchPutResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\"\"\n\x12\x42\x61tchDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\",\n\x13\x42\x61tchDeleteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"V\n\x10IncrementRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13PurgeExpiredRequest\"-\n\x14PurgeExpiredResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"6\n\x0cWatchRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x16\n\x0estart_revision\x18\x02 \x01(\x03\"f\n\nWatchEvent\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.cairn.v1.WatchEventType\x12\x1e\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x0f.cairn.v1.Entry\x12\x10\n\x08revision\x18\x03 \x01(\x03\"!\n\rWatchProgress\x12\x10\n\x08revision\x18\x01 \x01(\x03\"n\n\rWatchResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.cairn.v1.WatchEventH\x00\x12+\n\x08progress\x18\x02 \x01(\x0b\x32\x17.cairn.v1.WatchProgressH\x00\x42\t\n\x07message*\x86\x01\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14WATCH_EVENT_TYPE_PUT\x10\x01\x12\x1b\n\x17WATCH_EVENT_TYPE_DELETE\x10\x02\x12\x1b\n\x17WATCH_EVENT_TYPE_EXPIRE\x10\x03\x32\xf8\x04\n\x0fKeyValueService\x12,\n\x03Get\x12\x14.cairn.v1.GetRequest\x1a\x0f.cairn.v1.Entry\x12,\n\x03Put\x12\x14.cairn.v1.PutRequest\x1a\x0f.cairn.v1.Entry\x12;\n\x06\x44\x65lete\x12\x17.cairn.v1.DeleteRequest\x1a\x18.cairn.v1.DeleteResponse\x12\x35\n\x04List\x12\x15.cairn.v1.ListRequest\x1a\x16.cairn.v1.ListResponse\x12\x41\n\x08\x42\x61tchGet\x12\x19.cairn.v1.BatchGetRequest\x1a\x1a.cairn.v1.BatchGetResponse\x12\x41\n\x08\x42\x61tchPut\x12\x19.cairn.v1.BatchPutRequest\x1a\x1a.cairn.v1.BatchPutResponse\x12J\n\x0b\x42\x61tchDelete\x12\x1c.cairn.v1.BatchDeleteRequest\x1a\x1d.cairn.v1.BatchDeleteResponse\x12\x38\n\tIncrement\x12\x1a.cairn.v1.IncrementRequest\x1a\x0f.cairn.v1.Entry\x12M\n\x0cPurgeExpired\x12\x1d.cairn.v1.PurgeExpiredRequest\x1a\x1e.cairn.v1.PurgeExpiredResponse\x12:\n\x05Watch\x12\x16.cairn.v1.WatchRequest\x1a\x17.cairn.v1.WatchResponse0\x01\x42@\n\x0c\x64\x65v.cairn.v1P\x01Z.github.com/cairn/cairn/gen/go/cairn/v1;cairnv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61irn/v1/keyvalue.proto\x12\x08\x63\x61irn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x02\n\x05\x45ntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x15\n\x0b\x62ytes_value\x18\x02 \x01(\x0cH\x00\x12,\n\njson_value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueH\x00\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0cmod_revision\x18\x05 \x01(\x03\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05value\"H\n\nGetRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x88\x01\n\nPutRequest\x12\x1e\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x0f.cairn.v1.Entry\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1d\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"P\n\rDeleteRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1d\n\x10\x65xpected_version\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x13\n\x11_expected_version\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\xb6\x01\n\x0bListRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tkeys_only\x18\x02 \x01(\x08\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12-\n\tread_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12.\n\x0evalue_contains\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\"I\n\x0cListResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"N\n\x0c\x43ountRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12.\n\x0evalue_contains\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"N\n\x0f\x42\x61tchGetRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12-\n\tread_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x10\x42\x61tchGetResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\"9\n\x0f\x42\x61tchPutRequest\x12&\n\x08requests\x18\x01 \x03(\x0b\x32\x14.cairn.v1.PutRequest\"4\n\x10\x42\x61tchPutResponse\x12 \n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x0f.cairn.v1.Entry\"\"\n\x12\x42\x61tchDeleteRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\",\n\x13\x42\x61tchDeleteResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"V\n\x10IncrementRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x02 \x01(\x03\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x15\n\x13PurgeExpiredRequest\"-\n\x14PurgeExpiredResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\"6\n\x0cWatchRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x16\n\x0estart_revision\x18\x02 \x01(\x03\"f\n\nWatchEvent\x12&\n\x04type\x18\x01 \x01(\x0e\x32\x18.cairn.v1.WatchEventType\x12\x1e\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x0f.cairn.v1.Entry\x12\x10\n\x08revision\x18\x03 \x01(\x03\"!\n\rWatchProgress\x12\x10\n\x08revision\x18\x01 \x01(\x03\"n\n\rWatchResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.cairn.v1.WatchEventH\x00\x12+\n\x08progress\x18\x02 \x01(\x0b\x32\x17.cairn.v1.WatchProgressH\x00\x42\t\n\x07message*\x86\x01\n\x0eWatchEventType\x12 \n\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n\x14WATCH_EVENT_TYPE_PUT\x10\x01\x12\x1b\n\x17WATCH_EVENT_TYPE_DELETE\x10\x02\x12\x1b\n\x17WATCH_EVENT_TYPE_EXPIRE\x10\x03\x32\xb2\x05\n\x0fKeyValueService\x12,\n\x03Get\x12\x14.cairn.v1.GetRequest\x1a\x0f.cairn.v1.Entry\x12,\n\x03Put\x12\x14.cairn.v1.PutRequest\x1a\x0f.cairn.v1.Entry\x12;\n\x06\x44\x65lete\x12\x17.cairn.v1.DeleteRequest\x1a\x18.cairn.v1.DeleteResponse\x12\x35\n\x04List\x12\x15.cairn.v1.ListRequest\x1a\x16.cairn.v1.ListResponse\x12\x38\n\x05\x43ount\x12\x16.cairn.v1.CountRequest\x1a\x17.cairn.v1.CountResponse\x12\x41\n\x08\x42\x61tchGet\x12\x19.cairn.v1.BatchGetRequest\x1a\x1a.cairn.v1.BatchGetResponse\x12\x41\n\x08\x42\x61tchPut\x12\x19.cairn.v1.BatchPutRequest\x1a\x1a.cairn.v1.BatchPutResponse\x12J\n\x0b\x42\x61tchDelete\x12\x1c.cairn.v1.BatchDeleteRequest\x1a\x1d.cairn.v1.BatchDeleteResponse\x12\x38\n\tIncrement\x12\x1a.cairn.v1.IncrementRequest\x1a\x0f.cairn.v1.Entry\x12M\n\x0cPurgeExpired\x12\x1d.cairn.v1.PurgeExpiredRequest\x1a\x1e.cairn.v1.PurgeExpiredResponse\x12:\n\x05Watch\x12\x16.cairn.v1.WatchRequest\x1a\x17.cairn.v1.WatchResponse0\x01\x42@\n\x0c\x64\x65v.cairn.v1P\x01Z.github.com/cairn/cairn/gen/go/cairn/v1;cairnv1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cairn.v1.keyvalue_pb2', globals())
@@ -25,8 +25,8 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   DESCRIPTOR._serialized_options = b'\n\014dev.cairn.v1P\001Z.github.com/cairn/cairn/gen/go/cairn/v1;cairnv1'
-  _WATCHEVENTTYPE._serialized_start=1810
-  _WATCHEVENTTYPE._serialized_end=1944
+  _WATCHEVENTTYPE._serialized_start=1970
+  _WATCHEVENTTYPE._serialized_end=2104
   _ENTRY._serialized_start=167
   _ENTRY._serialized_end=471
   _GETREQUEST._serialized_start=473
@@ -38,35 +38,39 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _DELETERESPONSE._serialized_start=768
   _DELETERESPONSE._serialized_end=801
   _LISTREQUEST._serialized_start=804
-  _LISTREQUEST._serialized_end=938
-  _LISTRESPONSE._serialized_start=940
-  _LISTRESPONSE._serialized_end=1013
-  _BATCHGETREQUEST._serialized_start=1015
-  _BATCHGETREQUEST._serialized_end=1093
-  _BATCHGETRESPONSE._serialized_start=1095
-  _BATCHGETRESPONSE._serialized_end=1147
-  _BATCHPUTREQUEST._serialized_start=1149
-  _BATCHPUTREQUEST._serialized_end=1206
-  _BATCHPUTRESPONSE._serialized_start=1208
-  _BATCHPUTRESPONSE._serialized_end=1260
-  _BATCHDELETEREQUEST._serialized_start=1262
-  _BATCHDELETEREQUEST._serialized_end=1296
-  _BATCHDELETERESPONSE._serialized_start=1298
-  _BATCHDELETERESPONSE._serialized_end=1342
-  _INCREMENTREQUEST._serialized_start=1344
-  _INCREMENTREQUEST._serialized_end=1430
-  _PURGEEXPIREDREQUEST._serialized_start=1432
-  _PURGEEXPIREDREQUEST._serialized_end=1453
-  _PURGEEXPIREDRESPONSE._serialized_start=1455
-  _PURGEEXPIREDRESPONSE._serialized_end=1500
-  _WATCHREQUEST._serialized_start=1502
-  _WATCHREQUEST._serialized_end=1556
-  _WATCHEVENT._serialized_start=1558
-  _WATCHEVENT._serialized_end=1660
-  _WATCHPROGRESS._serialized_start=1662
-  _WATCHPROGRESS._serialized_end=1695
-  _WATCHRESPONSE._serialized_start=1697
-  _WATCHRESPONSE._serialized_end=1807
-  _KEYVALUESERVICE._serialized_start=1947
-  _KEYVALUESERVICE._serialized_end=2579
+  _LISTREQUEST._serialized_end=986
+  _LISTRESPONSE._serialized_start=988
+  _LISTRESPONSE._serialized_end=1061
+  _COUNTREQUEST._serialized_start=1063
+  _COUNTREQUEST._serialized_end=1141
+  _COUNTRESPONSE._serialized_start=1143
+  _COUNTRESPONSE._serialized_end=1173
+  _BATCHGETREQUEST._serialized_start=1175
+  _BATCHGETREQUEST._serialized_end=1253
+  _BATCHGETRESPONSE._serialized_start=1255
+  _BATCHGETRESPONSE._serialized_end=1307
+  _BATCHPUTREQUEST._serialized_start=1309
+  _BATCHPUTREQUEST._serialized_end=1366
+  _BATCHPUTRESPONSE._serialized_start=1368
+  _BATCHPUTRESPONSE._serialized_end=1420
+  _BATCHDELETEREQUEST._serialized_start=1422
+  _BATCHDELETEREQUEST._serialized_end=1456
+  _BATCHDELETERESPONSE._serialized_start=1458
+  _BATCHDELETERESPONSE._serialized_end=1502
+  _INCREMENTREQUEST._serialized_start=1504
+  _INCREMENTREQUEST._serialized_end=1590
+  _PURGEEXPIREDREQUEST._serialized_start=1592
+  _PURGEEXPIREDREQUEST._serialized_end=1613
+  _PURGEEXPIREDRESPONSE._serialized_start=1615
+  _PURGEEXPIREDRESPONSE._serialized_end=1660
+  _WATCHREQUEST._serialized_start=1662
+  _WATCHREQUEST._serialized_end=1716
+  _WATCHEVENT._serialized_start=1718
+  _WATCHEVENT._serialized_end=1820
+  _WATCHPROGRESS._serialized_start=1822
+  _WATCHPROGRESS._serialized_end=1855
+  _WATCHRESPONSE._serialized_start=1857
+  _WATCHRESPONSE._serialized_end=1967
+  _KEYVALUESERVICE._serialized_start=2107
+  _KEYVALUESERVICE._serialized_end=2797
 # @@protoc_insertion_point(module_scope)

@@ -52,6 +52,20 @@ class BatchPutResponse(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[Entry]
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
 
+class CountRequest(_message.Message):
+    __slots__ = ["prefix", "value_contains"]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    VALUE_CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    value_contains: _struct_pb2.Value
+    def __init__(self, prefix: _Optional[str] = ..., value_contains: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class CountResponse(_message.Message):
+    __slots__ = ["count"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
 class DeleteRequest(_message.Message):
     __slots__ = ["expected_version", "key"]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -107,18 +121,20 @@ class IncrementRequest(_message.Message):
     def __init__(self, key: _Optional[str] = ..., delta: _Optional[int] = ..., ttl: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ["keys_only", "page_size", "page_token", "prefix", "read_mask"]
+    __slots__ = ["keys_only", "page_size", "page_token", "prefix", "read_mask", "value_contains"]
     KEYS_ONLY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     READ_MASK_FIELD_NUMBER: _ClassVar[int]
+    VALUE_CONTAINS_FIELD_NUMBER: _ClassVar[int]
     keys_only: bool
     page_size: int
     page_token: str
     prefix: str
     read_mask: _field_mask_pb2.FieldMask
-    def __init__(self, prefix: _Optional[str] = ..., keys_only: bool = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    value_contains: _struct_pb2.Value
+    def __init__(self, prefix: _Optional[str] = ..., keys_only: bool = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., value_contains: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ["entries", "next_page_token"]

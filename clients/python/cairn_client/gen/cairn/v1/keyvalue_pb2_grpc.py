@@ -36,6 +36,11 @@ class KeyValueServiceStub(object):
                 request_serializer=cairn_dot_v1_dot_keyvalue__pb2.ListRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_keyvalue__pb2.ListResponse.FromString,
                 )
+        self.Count = channel.unary_unary(
+                '/cairn.v1.KeyValueService/Count',
+                request_serializer=cairn_dot_v1_dot_keyvalue__pb2.CountRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_keyvalue__pb2.CountResponse.FromString,
+                )
         self.BatchGet = channel.unary_unary(
                 '/cairn.v1.KeyValueService/BatchGet',
                 request_serializer=cairn_dot_v1_dot_keyvalue__pb2.BatchGetRequest.SerializeToString,
@@ -95,6 +100,13 @@ class KeyValueServiceServicer(object):
 
     def List(self, request, context):
         """Ascending key order; expired entries never appear.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Count(self, request, context):
+        """Live entries under a prefix whose json_value contains value_contains.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +177,11 @@ def add_KeyValueServiceServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=cairn_dot_v1_dot_keyvalue__pb2.ListRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_keyvalue__pb2.ListResponse.SerializeToString,
+            ),
+            'Count': grpc.unary_unary_rpc_method_handler(
+                    servicer.Count,
+                    request_deserializer=cairn_dot_v1_dot_keyvalue__pb2.CountRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_keyvalue__pb2.CountResponse.SerializeToString,
             ),
             'BatchGet': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGet,
@@ -273,6 +290,23 @@ class KeyValueService(object):
         return grpc.experimental.unary_unary(request, target, '/cairn.v1.KeyValueService/List',
             cairn_dot_v1_dot_keyvalue__pb2.ListRequest.SerializeToString,
             cairn_dot_v1_dot_keyvalue__pb2.ListResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Count(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.KeyValueService/Count',
+            cairn_dot_v1_dot_keyvalue__pb2.CountRequest.SerializeToString,
+            cairn_dot_v1_dot_keyvalue__pb2.CountResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -48,6 +48,18 @@ class GetResolutionRequest(_message.Message):
     resolution_id: str
     def __init__(self, resolution_id: _Optional[str] = ...) -> None: ...
 
+class ImportResolutionsRequest(_message.Message):
+    __slots__ = ["resolutions"]
+    RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    resolutions: _containers.RepeatedCompositeFieldContainer[Resolution]
+    def __init__(self, resolutions: _Optional[_Iterable[_Union[Resolution, _Mapping]]] = ...) -> None: ...
+
+class ImportResolutionsResponse(_message.Message):
+    __slots__ = ["resolutions"]
+    RESOLUTIONS_FIELD_NUMBER: _ClassVar[int]
+    resolutions: _containers.RepeatedCompositeFieldContainer[Resolution]
+    def __init__(self, resolutions: _Optional[_Iterable[_Union[Resolution, _Mapping]]] = ...) -> None: ...
+
 class ListResolutionsRequest(_message.Message):
     __slots__ = ["agent_id", "created_after", "created_before", "decisions", "include_expired", "page_size", "page_token", "request_id", "session_id"]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,11 @@ class ResolutionServiceStub(object):
                 request_serializer=cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsResponse.FromString,
                 )
+        self.ImportResolutions = channel.unary_unary(
+                '/cairn.v1.ResolutionService/ImportResolutions',
+                request_serializer=cairn_dot_v1_dot_resolution__pb2.ImportResolutionsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_resolution__pb2.ImportResolutionsResponse.FromString,
+                )
 
 
 class ResolutionServiceServicer(object):
@@ -92,6 +97,14 @@ class ResolutionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportResolutions(self, request, context):
+        """Migration of existing data: whole resolutions with their times as given
+        (even already expired), all or none. Admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResolutionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -124,6 +137,11 @@ def add_ResolutionServiceServicer_to_server(servicer, server):
                     servicer.PurgeExpiredResolutions,
                     request_deserializer=cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsResponse.SerializeToString,
+            ),
+            'ImportResolutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportResolutions,
+                    request_deserializer=cairn_dot_v1_dot_resolution__pb2.ImportResolutionsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_resolution__pb2.ImportResolutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,5 +253,22 @@ class ResolutionService(object):
         return grpc.experimental.unary_unary(request, target, '/cairn.v1.ResolutionService/PurgeExpiredResolutions',
             cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsRequest.SerializeToString,
             cairn_dot_v1_dot_resolution__pb2.PurgeExpiredResolutionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ImportResolutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.ResolutionService/ImportResolutions',
+            cairn_dot_v1_dot_resolution__pb2.ImportResolutionsRequest.SerializeToString,
+            cairn_dot_v1_dot_resolution__pb2.ImportResolutionsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -26,10 +26,25 @@ class SessionServiceStub(object):
                 request_serializer=cairn_dot_v1_dot_session__pb2.GetSessionRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_session__pb2.Session.FromString,
                 )
+        self.ListSessionVersions = channel.unary_unary(
+                '/cairn.v1.SessionService/ListSessionVersions',
+                request_serializer=cairn_dot_v1_dot_session__pb2.ListSessionVersionsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_session__pb2.ListSessionVersionsResponse.FromString,
+                )
+        self.ForkSession = channel.unary_unary(
+                '/cairn.v1.SessionService/ForkSession',
+                request_serializer=cairn_dot_v1_dot_session__pb2.ForkSessionRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_session__pb2.Session.FromString,
+                )
         self.UpdateSession = channel.unary_unary(
                 '/cairn.v1.SessionService/UpdateSession',
                 request_serializer=cairn_dot_v1_dot_session__pb2.UpdateSessionRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_session__pb2.Session.FromString,
+                )
+        self.BatchUpdateSessions = channel.unary_unary(
+                '/cairn.v1.SessionService/BatchUpdateSessions',
+                request_serializer=cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsResponse.FromString,
                 )
         self.DeleteSession = channel.unary_unary(
                 '/cairn.v1.SessionService/DeleteSession',
@@ -76,6 +91,16 @@ class SessionServiceStub(object):
                 request_serializer=cairn_dot_v1_dot_session__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=cairn_dot_v1_dot_session__pb2.ListMessagesResponse.FromString,
                 )
+        self.DeleteMessages = channel.unary_unary(
+                '/cairn.v1.SessionService/DeleteMessages',
+                request_serializer=cairn_dot_v1_dot_session__pb2.DeleteMessagesRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_session__pb2.DeleteMessagesResponse.FromString,
+                )
+        self.ImportSessions = channel.unary_unary(
+                '/cairn.v1.SessionService/ImportSessions',
+                request_serializer=cairn_dot_v1_dot_session__pb2.ImportSessionsRequest.SerializeToString,
+                response_deserializer=cairn_dot_v1_dot_session__pb2.ImportSessionsResponse.FromString,
+                )
 
 
 class SessionServiceServicer(object):
@@ -91,7 +116,26 @@ class SessionServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """With version set, that version from the session's history: NOT_FOUND
+        with reason VERSION_PRUNED once history no longer holds it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessionVersions(self, request, context):
+        """The versions history holds, newest first (the current one included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForkSession(self, request, context):
+        """A new session (version 1, ACTIVE) from a version of another: its agent_id,
+        user_id, labels, metadata and state at that version, and copies of its
+        messages up to up_to_sequence renumbered from 1. ALREADY_EXISTS if
+        new_session_id is taken.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -99,7 +143,17 @@ class SessionServiceServicer(object):
     def UpdateSession(self, request, context):
         """Updates the fields named by update_mask (empty mask: status, labels,
         metadata, state, user_id). ABORTED VERSION_CONFLICT when expected_version
-        is set and differs from the stored version.
+        is set and differs from the stored version. state_patch merges into the
+        stored state in the database (RFC 7386); allow_missing creates the
+        session when it does not exist (upsert).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchUpdateSessions(self, request, context):
+        """Atomic: every update is applied or none is, each with its own
+        expected_version (and allow_missing).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,6 +222,22 @@ class SessionServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteMessages(self, request, context):
+        """Clears history: deletes the messages before before_sequence (all with 0).
+        The session and its version stay; sequences are never reused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportSessions(self, request, context):
+        """Admin: migrates existing sessions and messages, keeping their times,
+        status, version and sequences. Atomic; ALREADY_EXISTS if an id is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,10 +251,25 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     request_deserializer=cairn_dot_v1_dot_session__pb2.GetSessionRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_session__pb2.Session.SerializeToString,
             ),
+            'ListSessionVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessionVersions,
+                    request_deserializer=cairn_dot_v1_dot_session__pb2.ListSessionVersionsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_session__pb2.ListSessionVersionsResponse.SerializeToString,
+            ),
+            'ForkSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForkSession,
+                    request_deserializer=cairn_dot_v1_dot_session__pb2.ForkSessionRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_session__pb2.Session.SerializeToString,
+            ),
             'UpdateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateSession,
                     request_deserializer=cairn_dot_v1_dot_session__pb2.UpdateSessionRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_session__pb2.Session.SerializeToString,
+            ),
+            'BatchUpdateSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateSessions,
+                    request_deserializer=cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsResponse.SerializeToString,
             ),
             'DeleteSession': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteSession,
@@ -230,6 +315,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=cairn_dot_v1_dot_session__pb2.ListMessagesRequest.FromString,
                     response_serializer=cairn_dot_v1_dot_session__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'DeleteMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessages,
+                    request_deserializer=cairn_dot_v1_dot_session__pb2.DeleteMessagesRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_session__pb2.DeleteMessagesResponse.SerializeToString,
+            ),
+            'ImportSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportSessions,
+                    request_deserializer=cairn_dot_v1_dot_session__pb2.ImportSessionsRequest.FromString,
+                    response_serializer=cairn_dot_v1_dot_session__pb2.ImportSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -277,6 +372,40 @@ class SessionService(object):
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
     @staticmethod
+    def ListSessionVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/ListSessionVersions',
+            cairn_dot_v1_dot_session__pb2.ListSessionVersionsRequest.SerializeToString,
+            cairn_dot_v1_dot_session__pb2.ListSessionVersionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ForkSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/ForkSession',
+            cairn_dot_v1_dot_session__pb2.ForkSessionRequest.SerializeToString,
+            cairn_dot_v1_dot_session__pb2.Session.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
     def UpdateSession(request,
             target,
             options=(),
@@ -290,6 +419,23 @@ class SessionService(object):
         return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/UpdateSession',
             cairn_dot_v1_dot_session__pb2.UpdateSessionRequest.SerializeToString,
             cairn_dot_v1_dot_session__pb2.Session.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def BatchUpdateSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/BatchUpdateSessions',
+            cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsRequest.SerializeToString,
+            cairn_dot_v1_dot_session__pb2.BatchUpdateSessionsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -443,5 +589,39 @@ class SessionService(object):
         return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/ListMessages',
             cairn_dot_v1_dot_session__pb2.ListMessagesRequest.SerializeToString,
             cairn_dot_v1_dot_session__pb2.ListMessagesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/DeleteMessages',
+            cairn_dot_v1_dot_session__pb2.DeleteMessagesRequest.SerializeToString,
+            cairn_dot_v1_dot_session__pb2.DeleteMessagesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ImportSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/cairn.v1.SessionService/ImportSessions',
+            cairn_dot_v1_dot_session__pb2.ImportSessionsRequest.SerializeToString,
+            cairn_dot_v1_dot_session__pb2.ImportSessionsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

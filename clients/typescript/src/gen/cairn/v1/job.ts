@@ -35,6 +35,8 @@ export enum JobState {
   JOB_STATE_SUCCEEDED = 5,
   JOB_STATE_DEAD = 6,
   JOB_STATE_CANCELLED = 7,
+  /** JOB_STATE_BLOCKED - Waiting for every job of depends_on to succeed. */
+  JOB_STATE_BLOCKED = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -64,6 +66,9 @@ export function jobStateFromJSON(object: any): JobState {
     case 7:
     case "JOB_STATE_CANCELLED":
       return JobState.JOB_STATE_CANCELLED;
+    case 8:
+    case "JOB_STATE_BLOCKED":
+      return JobState.JOB_STATE_BLOCKED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -89,7 +94,95 @@ export function jobStateToJSON(object: JobState): string {
       return "JOB_STATE_DEAD";
     case JobState.JOB_STATE_CANCELLED:
       return "JOB_STATE_CANCELLED";
+    case JobState.JOB_STATE_BLOCKED:
+      return "JOB_STATE_BLOCKED";
     case JobState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Whom a rate limit counts leases for. */
+export enum RateLimitScope {
+  /** RATE_LIMIT_SCOPE_UNSPECIFIED - RATE_LIMIT_SCOPE_QUEUE. */
+  RATE_LIMIT_SCOPE_UNSPECIFIED = 0,
+  /** RATE_LIMIT_SCOPE_QUEUE - One budget for the whole queue. */
+  RATE_LIMIT_SCOPE_QUEUE = 1,
+  /** RATE_LIMIT_SCOPE_GROUP - A budget of its own for each group_key. */
+  RATE_LIMIT_SCOPE_GROUP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function rateLimitScopeFromJSON(object: any): RateLimitScope {
+  switch (object) {
+    case 0:
+    case "RATE_LIMIT_SCOPE_UNSPECIFIED":
+      return RateLimitScope.RATE_LIMIT_SCOPE_UNSPECIFIED;
+    case 1:
+    case "RATE_LIMIT_SCOPE_QUEUE":
+      return RateLimitScope.RATE_LIMIT_SCOPE_QUEUE;
+    case 2:
+    case "RATE_LIMIT_SCOPE_GROUP":
+      return RateLimitScope.RATE_LIMIT_SCOPE_GROUP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RateLimitScope.UNRECOGNIZED;
+  }
+}
+
+export function rateLimitScopeToJSON(object: RateLimitScope): string {
+  switch (object) {
+    case RateLimitScope.RATE_LIMIT_SCOPE_UNSPECIFIED:
+      return "RATE_LIMIT_SCOPE_UNSPECIFIED";
+    case RateLimitScope.RATE_LIMIT_SCOPE_QUEUE:
+      return "RATE_LIMIT_SCOPE_QUEUE";
+    case RateLimitScope.RATE_LIMIT_SCOPE_GROUP:
+      return "RATE_LIMIT_SCOPE_GROUP";
+    case RateLimitScope.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** What a schedule does while the job of its previous fire is unfinished. */
+export enum Overlap {
+  /** OVERLAP_UNSPECIFIED - OVERLAP_ALLOW. */
+  OVERLAP_UNSPECIFIED = 0,
+  /** OVERLAP_ALLOW - Enqueue anyway. */
+  OVERLAP_ALLOW = 1,
+  /** OVERLAP_SKIP - No new run: the fire time is skipped. */
+  OVERLAP_SKIP = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function overlapFromJSON(object: any): Overlap {
+  switch (object) {
+    case 0:
+    case "OVERLAP_UNSPECIFIED":
+      return Overlap.OVERLAP_UNSPECIFIED;
+    case 1:
+    case "OVERLAP_ALLOW":
+      return Overlap.OVERLAP_ALLOW;
+    case 2:
+    case "OVERLAP_SKIP":
+      return Overlap.OVERLAP_SKIP;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Overlap.UNRECOGNIZED;
+  }
+}
+
+export function overlapToJSON(object: Overlap): string {
+  switch (object) {
+    case Overlap.OVERLAP_UNSPECIFIED:
+      return "OVERLAP_UNSPECIFIED";
+    case Overlap.OVERLAP_ALLOW:
+      return "OVERLAP_ALLOW";
+    case Overlap.OVERLAP_SKIP:
+      return "OVERLAP_SKIP";
+    case Overlap.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -135,7 +228,26 @@ export interface Job {
   result?: { [key: string]: any } | undefined;
   createTime?: Timestamp | undefined;
   updateTime?: Timestamp | undefined;
-  finishTime?: Timestamp | undefined;
+  finishTime?:
+    | Timestamp
+    | undefined;
+  /**
+   * Jobs (at most 100, of this namespace) that must all succeed before this
+   * one runs; it is JOB_STATE_BLOCKED until then. A parent that goes DEAD or
+   * CANCELLED cancels it, last_error naming the parent. Set on enqueue only.
+   */
+  dependsOn: string[];
+  /** The latest progress its worker reported with ExtendLease. */
+  progress?:
+    | { [key: string]: any }
+    | undefined;
+  /**
+   * The group the job belongs to (a tenant, a user, an API key): a
+   * reference, 1..256 characters without control characters. Jobs without
+   * one form one group of their own (the empty key). Used by the queue's
+   * QueueConfig (per-group limits, GROUP rate limits, fair leasing).
+   */
+  groupKey: string;
 }
 
 export interface EnqueueJobRequest {
@@ -233,7 +345,11 @@ export interface FailJobRequest {
 export interface ExtendLeaseRequest {
   jobId: string;
   leaseToken: string;
-  leaseDuration?: Duration | undefined;
+  leaseDuration?:
+    | Duration
+    | undefined;
+  /** Stored as Job.progress; unset keeps the last one. */
+  progress?: { [key: string]: any } | undefined;
 }
 
 export interface CancelJobRequest {
@@ -273,9 +389,25 @@ export interface GetQueueStatsResponse {
   counts: { [key: string]: number };
   oldestAvailableTime?: Timestamp | undefined;
   paused: boolean;
+  /**
+   * RUNNING jobs per group_key ("" for jobs without one): the 100 groups
+   * with the most, ties by group_key.
+   */
+  runningByGroup: { [key: string]: number };
+  /**
+   * Jobs ready to run (AVAILABLE, or RETRYING past their backoff) that the
+   * queue's limits (max_running, max_running_per_group, rate_limit) hold
+   * back right now.
+   */
+  heldBackCount: number;
 }
 
 export interface GetQueueStatsResponse_CountsEntry {
+  key: string;
+  value: number;
+}
+
+export interface GetQueueStatsResponse_RunningByGroupEntry {
   key: string;
   value: number;
 }
@@ -286,6 +418,173 @@ export interface PauseQueueRequest {
 
 export interface ResumeQueueRequest {
   queue: string;
+}
+
+/**
+ * At most count leases in any window of length period (a token bucket of
+ * count tokens, each spent token returning period after it was spent).
+ */
+export interface RateLimit {
+  /** 0: no rate limit. */
+  count: number;
+  /** Required with a count; at most 24 h. */
+  period?: Duration | undefined;
+  scope: RateLimitScope;
+}
+
+/**
+ * Flow control of one queue, checked inside the lease transaction and held
+ * across replicas; a job held back by it stays AVAILABLE.
+ */
+export interface QueueConfig {
+  queue: string;
+  /** RUNNING jobs of the queue at once; 0: no limit. */
+  maxRunning: number;
+  /** RUNNING jobs of one group_key at once; 0: no limit. */
+  maxRunningPerGroup: number;
+  /** Unset: no rate limit. */
+  rateLimit?:
+    | RateLimit
+    | undefined;
+  /**
+   * Leases rotate round-robin across groups with runnable work (still by
+   * priority within a group), so one group's backlog cannot starve others.
+   */
+  fair: boolean;
+  /** Output only. 0 for a queue never configured. */
+  version: number;
+  /** Output only. */
+  updateTime?: Timestamp | undefined;
+}
+
+export interface GetQueueConfigRequest {
+  queue: string;
+}
+
+export interface UpdateQueueConfigRequest {
+  /** config.queue names the queue. */
+  config?: QueueConfig | undefined;
+  updateMask?: string[] | undefined;
+  expectedVersion?: number | undefined;
+}
+
+/**
+ * The job a schedule enqueues on each fire, less what the fire decides
+ * (job_id, queue, run_time, dedupe_key).
+ */
+export interface JobTemplate {
+  payload?: { [key: string]: any } | undefined;
+  priority: number;
+  /** Default 5. */
+  maxAttempts: number;
+  backoff?: Backoff | undefined;
+  groupKey: string;
+}
+
+/**
+ * Recurring jobs. A fire enqueues a job with dedupe_key
+ * "schedule:<schedule_id>:<fire time, RFC 3339 UTC>" and run_time the fire time.
+ * Fires change only next_fire_time and last_fire_time (not version or update_time).
+ */
+export interface Schedule {
+  scheduleId: string;
+  /** Required: where the jobs go. */
+  queue: string;
+  /**
+   * Required: 5 fields (minute hour day-of-month month day-of-week), or 6 with
+   * seconds first.
+   */
+  cron: string;
+  /**
+   * IANA name, e.g. "Europe/Berlin"; default "UTC". The cron reads wall-clock
+   * time there: across a daylight saving change, a time of day the clock
+   * skips fires right after the change and one it repeats fires once, while
+   * steps (every 15 minutes) keep their pace in real time.
+   */
+  timeZone: string;
+  job?: JobTemplate | undefined;
+  overlap: Overlap;
+  paused: boolean;
+  /** Output only. Unset while paused (or when the cron matches no later time). */
+  nextFireTime?:
+    | Timestamp
+    | undefined;
+  /** Output only. The latest fire time that enqueued a job. */
+  lastFireTime?:
+    | Timestamp
+    | undefined;
+  /**
+   * Fire times missed while no replica ran are enqueued once each on
+   * recovery, the most recent ones, at most this many (1..1000; 0: the
+   * default, 1).
+   */
+  catchUpLimit: number;
+  version: number;
+  createTime?: Timestamp | undefined;
+  updateTime?: Timestamp | undefined;
+}
+
+export interface CreateScheduleRequest {
+  schedule?:
+    | Schedule
+    | undefined;
+  /** The id to give it; or set schedule.schedule_id; default a UUIDv7. */
+  scheduleId: string;
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+}
+
+export interface GetScheduleRequest {
+  scheduleId: string;
+}
+
+export interface ListSchedulesRequest {
+  /** Only this queue's schedules; empty = every queue. */
+  queue: string;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListSchedulesResponse {
+  schedules: Schedule[];
+  nextPageToken: string;
+}
+
+export interface UpdateScheduleRequest {
+  /** schedule.schedule_id names the schedule. */
+  schedule?: Schedule | undefined;
+  updateMask?: string[] | undefined;
+  expectedVersion?: number | undefined;
+}
+
+export interface DeleteScheduleRequest {
+  scheduleId: string;
+  expectedVersion?: number | undefined;
+}
+
+export interface PauseScheduleRequest {
+  scheduleId: string;
+}
+
+export interface ResumeScheduleRequest {
+  scheduleId: string;
+}
+
+export interface TriggerScheduleRequest {
+  scheduleId: string;
+}
+
+export interface TriggerScheduleResponse {
+  /** The schedule, its last_fire_time now the trigger's time. */
+  schedule?:
+    | Schedule
+    | undefined;
+  /**
+   * The job enqueued; with OVERLAP_SKIP while the previous run is
+   * unfinished, that run instead (deduplicated = true).
+   */
+  job?: Job | undefined;
+  deduplicated: boolean;
 }
 
 function createBaseBackoff(): Backoff {
@@ -506,6 +805,9 @@ function createBaseJob(): Job {
     createTime: undefined,
     updateTime: undefined,
     finishTime: undefined,
+    dependsOn: [],
+    progress: undefined,
+    groupKey: "",
   };
 }
 
@@ -564,6 +866,15 @@ export const Job: MessageFns<Job> = {
     }
     if (message.finishTime !== undefined) {
       Timestamp.encode(message.finishTime, writer.uint32(146).fork()).join();
+    }
+    for (const v of message.dependsOn) {
+      writer.uint32(154).string(v!);
+    }
+    if (message.progress !== undefined) {
+      Struct.encode(Struct.wrap(message.progress), writer.uint32(162).fork()).join();
+    }
+    if (message.groupKey !== "") {
+      writer.uint32(170).string(message.groupKey);
     }
     return writer;
   },
@@ -725,6 +1036,30 @@ export const Job: MessageFns<Job> = {
             message.finishTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.dependsOn.push(reader.string());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.progress = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.groupKey = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -801,6 +1136,17 @@ export const Job: MessageFns<Job> = {
         : isSet(object.finish_time)
         ? fromJsonTimestamp(object.finish_time)
         : undefined,
+      dependsOn: globalThis.Array.isArray(object?.dependsOn)
+        ? object.dependsOn.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.depends_on)
+        ? object.depends_on.map((e: any) => globalThis.String(e))
+        : [],
+      progress: isObject(object.progress) ? object.progress : undefined,
+      groupKey: isSet(object.groupKey)
+        ? globalThis.String(object.groupKey)
+        : isSet(object.group_key)
+        ? globalThis.String(object.group_key)
+        : "",
     };
   },
 
@@ -860,6 +1206,15 @@ export const Job: MessageFns<Job> = {
     if (message.finishTime !== undefined) {
       obj.finishTime = fromTimestamp(message.finishTime).toISOString();
     }
+    if (message.dependsOn?.length) {
+      obj.dependsOn = message.dependsOn;
+    }
+    if (message.progress !== undefined) {
+      obj.progress = message.progress;
+    }
+    if (message.groupKey !== "") {
+      obj.groupKey = message.groupKey;
+    }
     return obj;
   },
 
@@ -900,6 +1255,9 @@ export const Job: MessageFns<Job> = {
     message.finishTime = (object.finishTime !== undefined && object.finishTime !== null)
       ? Timestamp.fromPartial(object.finishTime)
       : undefined;
+    message.dependsOn = object.dependsOn?.map((e) => e) || [];
+    message.progress = object.progress ?? undefined;
+    message.groupKey = object.groupKey ?? "";
     return message;
   },
 };
@@ -2178,7 +2536,7 @@ export const FailJobRequest: MessageFns<FailJobRequest> = {
 };
 
 function createBaseExtendLeaseRequest(): ExtendLeaseRequest {
-  return { jobId: "", leaseToken: "", leaseDuration: undefined };
+  return { jobId: "", leaseToken: "", leaseDuration: undefined, progress: undefined };
 }
 
 export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
@@ -2191,6 +2549,9 @@ export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
     }
     if (message.leaseDuration !== undefined) {
       Duration.encode(message.leaseDuration, writer.uint32(26).fork()).join();
+    }
+    if (message.progress !== undefined) {
+      Struct.encode(Struct.wrap(message.progress), writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2232,6 +2593,14 @@ export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
             message.leaseDuration = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.progress = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2261,6 +2630,7 @@ export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
         : isSet(object.lease_duration)
         ? Duration.fromJSON(object.lease_duration)
         : undefined,
+      progress: isObject(object.progress) ? object.progress : undefined,
     };
   },
 
@@ -2275,6 +2645,9 @@ export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
     if (message.leaseDuration !== undefined) {
       obj.leaseDuration = Duration.toJSON(message.leaseDuration);
     }
+    if (message.progress !== undefined) {
+      obj.progress = message.progress;
+    }
     return obj;
   },
 
@@ -2288,6 +2661,7 @@ export const ExtendLeaseRequest: MessageFns<ExtendLeaseRequest> = {
     message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
       ? Duration.fromPartial(object.leaseDuration)
       : undefined;
+    message.progress = object.progress ?? undefined;
     return message;
   },
 };
@@ -2847,7 +3221,7 @@ export const GetQueueStatsRequest: MessageFns<GetQueueStatsRequest> = {
 };
 
 function createBaseGetQueueStatsResponse(): GetQueueStatsResponse {
-  return { counts: {}, oldestAvailableTime: undefined, paused: false };
+  return { counts: {}, oldestAvailableTime: undefined, paused: false, runningByGroup: {}, heldBackCount: 0 };
 }
 
 export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
@@ -2860,6 +3234,12 @@ export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
     }
     if (message.paused !== false) {
       writer.uint32(24).bool(message.paused);
+    }
+    globalThis.Object.entries(message.runningByGroup).forEach(([key, value]: [string, number]) => {
+      GetQueueStatsResponse_RunningByGroupEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    if (message.heldBackCount !== 0) {
+      writer.uint32(40).int64(message.heldBackCount);
     }
     return writer;
   },
@@ -2904,6 +3284,25 @@ export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
             message.paused = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = GetQueueStatsResponse_RunningByGroupEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.runningByGroup[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.heldBackCount = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2938,6 +3337,38 @@ export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
         ? fromJsonTimestamp(object.oldest_available_time)
         : undefined,
       paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+      runningByGroup: isObject(object.runningByGroup)
+        ? (globalThis.Object.entries(object.runningByGroup) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.running_by_group)
+        ? (globalThis.Object.entries(object.running_by_group) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      heldBackCount: isSet(object.heldBackCount)
+        ? globalThis.Number(object.heldBackCount)
+        : isSet(object.held_back_count)
+        ? globalThis.Number(object.held_back_count)
+        : 0,
     };
   },
 
@@ -2957,6 +3388,18 @@ export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
     }
     if (message.paused !== false) {
       obj.paused = message.paused;
+    }
+    if (message.runningByGroup) {
+      const entries = globalThis.Object.entries(message.runningByGroup) as [string, number][];
+      if (entries.length > 0) {
+        obj.runningByGroup = {};
+        entries.forEach(([k, v]) => {
+          obj.runningByGroup[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.heldBackCount !== 0) {
+      obj.heldBackCount = Math.round(message.heldBackCount);
     }
     return obj;
   },
@@ -2979,6 +3422,16 @@ export const GetQueueStatsResponse: MessageFns<GetQueueStatsResponse> = {
       ? Timestamp.fromPartial(object.oldestAvailableTime)
       : undefined;
     message.paused = object.paused ?? false;
+    message.runningByGroup = (globalThis.Object.entries(object.runningByGroup ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.heldBackCount = object.heldBackCount ?? 0;
     return message;
   },
 };
@@ -3066,6 +3519,95 @@ export const GetQueueStatsResponse_CountsEntry: MessageFns<GetQueueStatsResponse
     object: I,
   ): GetQueueStatsResponse_CountsEntry {
     const message = createBaseGetQueueStatsResponse_CountsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetQueueStatsResponse_RunningByGroupEntry(): GetQueueStatsResponse_RunningByGroupEntry {
+  return { key: "", value: 0 };
+}
+
+export const GetQueueStatsResponse_RunningByGroupEntry: MessageFns<GetQueueStatsResponse_RunningByGroupEntry> = {
+  encode(message: GetQueueStatsResponse_RunningByGroupEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).int64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetQueueStatsResponse_RunningByGroupEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetQueueStatsResponse_RunningByGroupEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetQueueStatsResponse_RunningByGroupEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: GetQueueStatsResponse_RunningByGroupEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetQueueStatsResponse_RunningByGroupEntry>, I>>(
+    base?: I,
+  ): GetQueueStatsResponse_RunningByGroupEntry {
+    return GetQueueStatsResponse_RunningByGroupEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetQueueStatsResponse_RunningByGroupEntry>, I>>(
+    object: I,
+  ): GetQueueStatsResponse_RunningByGroupEntry {
+    const message = createBaseGetQueueStatsResponse_RunningByGroupEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? 0;
     return message;
@@ -3206,6 +3748,1844 @@ export const ResumeQueueRequest: MessageFns<ResumeQueueRequest> = {
   },
 };
 
+function createBaseRateLimit(): RateLimit {
+  return { count: 0, period: undefined, scope: 0 };
+}
+
+export const RateLimit: MessageFns<RateLimit> = {
+  encode(message: RateLimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.count !== 0) {
+      writer.uint32(8).int32(message.count);
+    }
+    if (message.period !== undefined) {
+      Duration.encode(message.period, writer.uint32(18).fork()).join();
+    }
+    if (message.scope !== 0) {
+      writer.uint32(24).int32(message.scope);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RateLimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRateLimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.count = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.period = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.scope = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RateLimit {
+    return {
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      period: isSet(object.period) ? Duration.fromJSON(object.period) : undefined,
+      scope: isSet(object.scope) ? rateLimitScopeFromJSON(object.scope) : 0,
+    };
+  },
+
+  toJSON(message: RateLimit): unknown {
+    const obj: any = {};
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.period !== undefined) {
+      obj.period = Duration.toJSON(message.period);
+    }
+    if (message.scope !== 0) {
+      obj.scope = rateLimitScopeToJSON(message.scope);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RateLimit>, I>>(base?: I): RateLimit {
+    return RateLimit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RateLimit>, I>>(object: I): RateLimit {
+    const message = createBaseRateLimit();
+    message.count = object.count ?? 0;
+    message.period = (object.period !== undefined && object.period !== null)
+      ? Duration.fromPartial(object.period)
+      : undefined;
+    message.scope = object.scope ?? 0;
+    return message;
+  },
+};
+
+function createBaseQueueConfig(): QueueConfig {
+  return {
+    queue: "",
+    maxRunning: 0,
+    maxRunningPerGroup: 0,
+    rateLimit: undefined,
+    fair: false,
+    version: 0,
+    updateTime: undefined,
+  };
+}
+
+export const QueueConfig: MessageFns<QueueConfig> = {
+  encode(message: QueueConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    if (message.maxRunning !== 0) {
+      writer.uint32(16).int32(message.maxRunning);
+    }
+    if (message.maxRunningPerGroup !== 0) {
+      writer.uint32(24).int32(message.maxRunningPerGroup);
+    }
+    if (message.rateLimit !== undefined) {
+      RateLimit.encode(message.rateLimit, writer.uint32(34).fork()).join();
+    }
+    if (message.fair !== false) {
+      writer.uint32(40).bool(message.fair);
+    }
+    if (message.version !== 0) {
+      writer.uint32(48).int64(message.version);
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(message.updateTime, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseQueueConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.maxRunning = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxRunningPerGroup = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.rateLimit = RateLimit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.fair = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.updateTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): QueueConfig {
+    return {
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+      maxRunning: isSet(object.maxRunning)
+        ? globalThis.Number(object.maxRunning)
+        : isSet(object.max_running)
+        ? globalThis.Number(object.max_running)
+        : 0,
+      maxRunningPerGroup: isSet(object.maxRunningPerGroup)
+        ? globalThis.Number(object.maxRunningPerGroup)
+        : isSet(object.max_running_per_group)
+        ? globalThis.Number(object.max_running_per_group)
+        : 0,
+      rateLimit: isSet(object.rateLimit)
+        ? RateLimit.fromJSON(object.rateLimit)
+        : isSet(object.rate_limit)
+        ? RateLimit.fromJSON(object.rate_limit)
+        : undefined,
+      fair: isSet(object.fair) ? globalThis.Boolean(object.fair) : false,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: QueueConfig): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    if (message.maxRunning !== 0) {
+      obj.maxRunning = Math.round(message.maxRunning);
+    }
+    if (message.maxRunningPerGroup !== 0) {
+      obj.maxRunningPerGroup = Math.round(message.maxRunningPerGroup);
+    }
+    if (message.rateLimit !== undefined) {
+      obj.rateLimit = RateLimit.toJSON(message.rateLimit);
+    }
+    if (message.fair !== false) {
+      obj.fair = message.fair;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = fromTimestamp(message.updateTime).toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<QueueConfig>, I>>(base?: I): QueueConfig {
+    return QueueConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<QueueConfig>, I>>(object: I): QueueConfig {
+    const message = createBaseQueueConfig();
+    message.queue = object.queue ?? "";
+    message.maxRunning = object.maxRunning ?? 0;
+    message.maxRunningPerGroup = object.maxRunningPerGroup ?? 0;
+    message.rateLimit = (object.rateLimit !== undefined && object.rateLimit !== null)
+      ? RateLimit.fromPartial(object.rateLimit)
+      : undefined;
+    message.fair = object.fair ?? false;
+    message.version = object.version ?? 0;
+    message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
+      ? Timestamp.fromPartial(object.updateTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetQueueConfigRequest(): GetQueueConfigRequest {
+  return { queue: "" };
+}
+
+export const GetQueueConfigRequest: MessageFns<GetQueueConfigRequest> = {
+  encode(message: GetQueueConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetQueueConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetQueueConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetQueueConfigRequest {
+    return { queue: isSet(object.queue) ? globalThis.String(object.queue) : "" };
+  },
+
+  toJSON(message: GetQueueConfigRequest): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetQueueConfigRequest>, I>>(base?: I): GetQueueConfigRequest {
+    return GetQueueConfigRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetQueueConfigRequest>, I>>(object: I): GetQueueConfigRequest {
+    const message = createBaseGetQueueConfigRequest();
+    message.queue = object.queue ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateQueueConfigRequest(): UpdateQueueConfigRequest {
+  return { config: undefined, updateMask: undefined, expectedVersion: undefined };
+}
+
+export const UpdateQueueConfigRequest: MessageFns<UpdateQueueConfigRequest> = {
+  encode(message: UpdateQueueConfigRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.config !== undefined) {
+      QueueConfig.encode(message.config, writer.uint32(10).fork()).join();
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(18).fork()).join();
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateQueueConfigRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateQueueConfigRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.config = QueueConfig.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateQueueConfigRequest {
+    return {
+      config: isSet(object.config) ? QueueConfig.fromJSON(object.config) : undefined,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
+      expectedVersion: isSet(object.expectedVersion)
+        ? globalThis.Number(object.expectedVersion)
+        : isSet(object.expected_version)
+        ? globalThis.Number(object.expected_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateQueueConfigRequest): unknown {
+    const obj: any = {};
+    if (message.config !== undefined) {
+      obj.config = QueueConfig.toJSON(message.config);
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
+    if (message.expectedVersion !== undefined) {
+      obj.expectedVersion = Math.round(message.expectedVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateQueueConfigRequest>, I>>(base?: I): UpdateQueueConfigRequest {
+    return UpdateQueueConfigRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateQueueConfigRequest>, I>>(object: I): UpdateQueueConfigRequest {
+    const message = createBaseUpdateQueueConfigRequest();
+    message.config = (object.config !== undefined && object.config !== null)
+      ? QueueConfig.fromPartial(object.config)
+      : undefined;
+    message.updateMask = object.updateMask ?? undefined;
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseJobTemplate(): JobTemplate {
+  return { payload: undefined, priority: 0, maxAttempts: 0, backoff: undefined, groupKey: "" };
+}
+
+export const JobTemplate: MessageFns<JobTemplate> = {
+  encode(message: JobTemplate, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payload !== undefined) {
+      Struct.encode(Struct.wrap(message.payload), writer.uint32(10).fork()).join();
+    }
+    if (message.priority !== 0) {
+      writer.uint32(16).int32(message.priority);
+    }
+    if (message.maxAttempts !== 0) {
+      writer.uint32(24).int32(message.maxAttempts);
+    }
+    if (message.backoff !== undefined) {
+      Backoff.encode(message.backoff, writer.uint32(34).fork()).join();
+    }
+    if (message.groupKey !== "") {
+      writer.uint32(42).string(message.groupKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): JobTemplate {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseJobTemplate();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payload = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.maxAttempts = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.backoff = Backoff.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.groupKey = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): JobTemplate {
+    return {
+      payload: isObject(object.payload) ? object.payload : undefined,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+      maxAttempts: isSet(object.maxAttempts)
+        ? globalThis.Number(object.maxAttempts)
+        : isSet(object.max_attempts)
+        ? globalThis.Number(object.max_attempts)
+        : 0,
+      backoff: isSet(object.backoff) ? Backoff.fromJSON(object.backoff) : undefined,
+      groupKey: isSet(object.groupKey)
+        ? globalThis.String(object.groupKey)
+        : isSet(object.group_key)
+        ? globalThis.String(object.group_key)
+        : "",
+    };
+  },
+
+  toJSON(message: JobTemplate): unknown {
+    const obj: any = {};
+    if (message.payload !== undefined) {
+      obj.payload = message.payload;
+    }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
+    if (message.maxAttempts !== 0) {
+      obj.maxAttempts = Math.round(message.maxAttempts);
+    }
+    if (message.backoff !== undefined) {
+      obj.backoff = Backoff.toJSON(message.backoff);
+    }
+    if (message.groupKey !== "") {
+      obj.groupKey = message.groupKey;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<JobTemplate>, I>>(base?: I): JobTemplate {
+    return JobTemplate.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<JobTemplate>, I>>(object: I): JobTemplate {
+    const message = createBaseJobTemplate();
+    message.payload = object.payload ?? undefined;
+    message.priority = object.priority ?? 0;
+    message.maxAttempts = object.maxAttempts ?? 0;
+    message.backoff = (object.backoff !== undefined && object.backoff !== null)
+      ? Backoff.fromPartial(object.backoff)
+      : undefined;
+    message.groupKey = object.groupKey ?? "";
+    return message;
+  },
+};
+
+function createBaseSchedule(): Schedule {
+  return {
+    scheduleId: "",
+    queue: "",
+    cron: "",
+    timeZone: "",
+    job: undefined,
+    overlap: 0,
+    paused: false,
+    nextFireTime: undefined,
+    lastFireTime: undefined,
+    catchUpLimit: 0,
+    version: 0,
+    createTime: undefined,
+    updateTime: undefined,
+  };
+}
+
+export const Schedule: MessageFns<Schedule> = {
+  encode(message: Schedule, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    if (message.queue !== "") {
+      writer.uint32(18).string(message.queue);
+    }
+    if (message.cron !== "") {
+      writer.uint32(26).string(message.cron);
+    }
+    if (message.timeZone !== "") {
+      writer.uint32(34).string(message.timeZone);
+    }
+    if (message.job !== undefined) {
+      JobTemplate.encode(message.job, writer.uint32(42).fork()).join();
+    }
+    if (message.overlap !== 0) {
+      writer.uint32(48).int32(message.overlap);
+    }
+    if (message.paused !== false) {
+      writer.uint32(56).bool(message.paused);
+    }
+    if (message.nextFireTime !== undefined) {
+      Timestamp.encode(message.nextFireTime, writer.uint32(66).fork()).join();
+    }
+    if (message.lastFireTime !== undefined) {
+      Timestamp.encode(message.lastFireTime, writer.uint32(74).fork()).join();
+    }
+    if (message.catchUpLimit !== 0) {
+      writer.uint32(80).int32(message.catchUpLimit);
+    }
+    if (message.version !== 0) {
+      writer.uint32(88).int64(message.version);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(message.createTime, writer.uint32(98).fork()).join();
+    }
+    if (message.updateTime !== undefined) {
+      Timestamp.encode(message.updateTime, writer.uint32(106).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Schedule {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSchedule();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cron = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.timeZone = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.job = JobTemplate.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.overlap = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.paused = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.nextFireTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.lastFireTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.catchUpLimit = reader.int32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.createTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.updateTime = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Schedule {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+      cron: isSet(object.cron) ? globalThis.String(object.cron) : "",
+      timeZone: isSet(object.timeZone)
+        ? globalThis.String(object.timeZone)
+        : isSet(object.time_zone)
+        ? globalThis.String(object.time_zone)
+        : "",
+      job: isSet(object.job) ? JobTemplate.fromJSON(object.job) : undefined,
+      overlap: isSet(object.overlap) ? overlapFromJSON(object.overlap) : 0,
+      paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
+      nextFireTime: isSet(object.nextFireTime)
+        ? fromJsonTimestamp(object.nextFireTime)
+        : isSet(object.next_fire_time)
+        ? fromJsonTimestamp(object.next_fire_time)
+        : undefined,
+      lastFireTime: isSet(object.lastFireTime)
+        ? fromJsonTimestamp(object.lastFireTime)
+        : isSet(object.last_fire_time)
+        ? fromJsonTimestamp(object.last_fire_time)
+        : undefined,
+      catchUpLimit: isSet(object.catchUpLimit)
+        ? globalThis.Number(object.catchUpLimit)
+        : isSet(object.catch_up_limit)
+        ? globalThis.Number(object.catch_up_limit)
+        : 0,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      updateTime: isSet(object.updateTime)
+        ? fromJsonTimestamp(object.updateTime)
+        : isSet(object.update_time)
+        ? fromJsonTimestamp(object.update_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Schedule): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    if (message.cron !== "") {
+      obj.cron = message.cron;
+    }
+    if (message.timeZone !== "") {
+      obj.timeZone = message.timeZone;
+    }
+    if (message.job !== undefined) {
+      obj.job = JobTemplate.toJSON(message.job);
+    }
+    if (message.overlap !== 0) {
+      obj.overlap = overlapToJSON(message.overlap);
+    }
+    if (message.paused !== false) {
+      obj.paused = message.paused;
+    }
+    if (message.nextFireTime !== undefined) {
+      obj.nextFireTime = fromTimestamp(message.nextFireTime).toISOString();
+    }
+    if (message.lastFireTime !== undefined) {
+      obj.lastFireTime = fromTimestamp(message.lastFireTime).toISOString();
+    }
+    if (message.catchUpLimit !== 0) {
+      obj.catchUpLimit = Math.round(message.catchUpLimit);
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = fromTimestamp(message.createTime).toISOString();
+    }
+    if (message.updateTime !== undefined) {
+      obj.updateTime = fromTimestamp(message.updateTime).toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Schedule>, I>>(base?: I): Schedule {
+    return Schedule.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Schedule>, I>>(object: I): Schedule {
+    const message = createBaseSchedule();
+    message.scheduleId = object.scheduleId ?? "";
+    message.queue = object.queue ?? "";
+    message.cron = object.cron ?? "";
+    message.timeZone = object.timeZone ?? "";
+    message.job = (object.job !== undefined && object.job !== null) ? JobTemplate.fromPartial(object.job) : undefined;
+    message.overlap = object.overlap ?? 0;
+    message.paused = object.paused ?? false;
+    message.nextFireTime = (object.nextFireTime !== undefined && object.nextFireTime !== null)
+      ? Timestamp.fromPartial(object.nextFireTime)
+      : undefined;
+    message.lastFireTime = (object.lastFireTime !== undefined && object.lastFireTime !== null)
+      ? Timestamp.fromPartial(object.lastFireTime)
+      : undefined;
+    message.catchUpLimit = object.catchUpLimit ?? 0;
+    message.version = object.version ?? 0;
+    message.createTime = (object.createTime !== undefined && object.createTime !== null)
+      ? Timestamp.fromPartial(object.createTime)
+      : undefined;
+    message.updateTime = (object.updateTime !== undefined && object.updateTime !== null)
+      ? Timestamp.fromPartial(object.updateTime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCreateScheduleRequest(): CreateScheduleRequest {
+  return { schedule: undefined, scheduleId: "", requestId: "" };
+}
+
+export const CreateScheduleRequest: MessageFns<CreateScheduleRequest> = {
+  encode(message: CreateScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      Schedule.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    if (message.scheduleId !== "") {
+      writer.uint32(18).string(message.scheduleId);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = Schedule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreateScheduleRequest {
+    return {
+      schedule: isSet(object.schedule) ? Schedule.fromJSON(object.schedule) : undefined,
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CreateScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = Schedule.toJSON(message.schedule);
+    }
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CreateScheduleRequest>, I>>(base?: I): CreateScheduleRequest {
+    return CreateScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CreateScheduleRequest>, I>>(object: I): CreateScheduleRequest {
+    const message = createBaseCreateScheduleRequest();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? Schedule.fromPartial(object.schedule)
+      : undefined;
+    message.scheduleId = object.scheduleId ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetScheduleRequest(): GetScheduleRequest {
+  return { scheduleId: "" };
+}
+
+export const GetScheduleRequest: MessageFns<GetScheduleRequest> = {
+  encode(message: GetScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetScheduleRequest {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetScheduleRequest>, I>>(base?: I): GetScheduleRequest {
+    return GetScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetScheduleRequest>, I>>(object: I): GetScheduleRequest {
+    const message = createBaseGetScheduleRequest();
+    message.scheduleId = object.scheduleId ?? "";
+    return message;
+  },
+};
+
+function createBaseListSchedulesRequest(): ListSchedulesRequest {
+  return { queue: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListSchedulesRequest: MessageFns<ListSchedulesRequest> = {
+  encode(message: ListSchedulesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.queue !== "") {
+      writer.uint32(10).string(message.queue);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.queue = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulesRequest {
+    return {
+      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSchedulesRequest): unknown {
+    const obj: any = {};
+    if (message.queue !== "") {
+      obj.queue = message.queue;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulesRequest>, I>>(base?: I): ListSchedulesRequest {
+    return ListSchedulesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulesRequest>, I>>(object: I): ListSchedulesRequest {
+    const message = createBaseListSchedulesRequest();
+    message.queue = object.queue ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListSchedulesResponse(): ListSchedulesResponse {
+  return { schedules: [], nextPageToken: "" };
+}
+
+export const ListSchedulesResponse: MessageFns<ListSchedulesResponse> = {
+  encode(message: ListSchedulesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.schedules) {
+      Schedule.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSchedulesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSchedulesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedules.push(Schedule.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSchedulesResponse {
+    return {
+      schedules: globalThis.Array.isArray(object?.schedules)
+        ? object.schedules.map((e: any) => Schedule.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSchedulesResponse): unknown {
+    const obj: any = {};
+    if (message.schedules?.length) {
+      obj.schedules = message.schedules.map((e) => Schedule.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSchedulesResponse>, I>>(base?: I): ListSchedulesResponse {
+    return ListSchedulesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSchedulesResponse>, I>>(object: I): ListSchedulesResponse {
+    const message = createBaseListSchedulesResponse();
+    message.schedules = object.schedules?.map((e) => Schedule.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseUpdateScheduleRequest(): UpdateScheduleRequest {
+  return { schedule: undefined, updateMask: undefined, expectedVersion: undefined };
+}
+
+export const UpdateScheduleRequest: MessageFns<UpdateScheduleRequest> = {
+  encode(message: UpdateScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      Schedule.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    if (message.updateMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(18).fork()).join();
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UpdateScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUpdateScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = Schedule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UpdateScheduleRequest {
+    return {
+      schedule: isSet(object.schedule) ? Schedule.fromJSON(object.schedule) : undefined,
+      updateMask: isSet(object.updateMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.updateMask))
+        : isSet(object.update_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.update_mask))
+        : undefined,
+      expectedVersion: isSet(object.expectedVersion)
+        ? globalThis.Number(object.expectedVersion)
+        : isSet(object.expected_version)
+        ? globalThis.Number(object.expected_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UpdateScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = Schedule.toJSON(message.schedule);
+    }
+    if (message.updateMask !== undefined) {
+      obj.updateMask = FieldMask.toJSON(FieldMask.wrap(message.updateMask));
+    }
+    if (message.expectedVersion !== undefined) {
+      obj.expectedVersion = Math.round(message.expectedVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UpdateScheduleRequest>, I>>(base?: I): UpdateScheduleRequest {
+    return UpdateScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UpdateScheduleRequest>, I>>(object: I): UpdateScheduleRequest {
+    const message = createBaseUpdateScheduleRequest();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? Schedule.fromPartial(object.schedule)
+      : undefined;
+    message.updateMask = object.updateMask ?? undefined;
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteScheduleRequest(): DeleteScheduleRequest {
+  return { scheduleId: "", expectedVersion: undefined };
+}
+
+export const DeleteScheduleRequest: MessageFns<DeleteScheduleRequest> = {
+  encode(message: DeleteScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(16).int64(message.expectedVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expectedVersion = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteScheduleRequest {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+      expectedVersion: isSet(object.expectedVersion)
+        ? globalThis.Number(object.expectedVersion)
+        : isSet(object.expected_version)
+        ? globalThis.Number(object.expected_version)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DeleteScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    if (message.expectedVersion !== undefined) {
+      obj.expectedVersion = Math.round(message.expectedVersion);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteScheduleRequest>, I>>(base?: I): DeleteScheduleRequest {
+    return DeleteScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteScheduleRequest>, I>>(object: I): DeleteScheduleRequest {
+    const message = createBaseDeleteScheduleRequest();
+    message.scheduleId = object.scheduleId ?? "";
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    return message;
+  },
+};
+
+function createBasePauseScheduleRequest(): PauseScheduleRequest {
+  return { scheduleId: "" };
+}
+
+export const PauseScheduleRequest: MessageFns<PauseScheduleRequest> = {
+  encode(message: PauseScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseScheduleRequest {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PauseScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseScheduleRequest>, I>>(base?: I): PauseScheduleRequest {
+    return PauseScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseScheduleRequest>, I>>(object: I): PauseScheduleRequest {
+    const message = createBasePauseScheduleRequest();
+    message.scheduleId = object.scheduleId ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeScheduleRequest(): ResumeScheduleRequest {
+  return { scheduleId: "" };
+}
+
+export const ResumeScheduleRequest: MessageFns<ResumeScheduleRequest> = {
+  encode(message: ResumeScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeScheduleRequest {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ResumeScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeScheduleRequest>, I>>(base?: I): ResumeScheduleRequest {
+    return ResumeScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeScheduleRequest>, I>>(object: I): ResumeScheduleRequest {
+    const message = createBaseResumeScheduleRequest();
+    message.scheduleId = object.scheduleId ?? "";
+    return message;
+  },
+};
+
+function createBaseTriggerScheduleRequest(): TriggerScheduleRequest {
+  return { scheduleId: "" };
+}
+
+export const TriggerScheduleRequest: MessageFns<TriggerScheduleRequest> = {
+  encode(message: TriggerScheduleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.scheduleId !== "") {
+      writer.uint32(10).string(message.scheduleId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TriggerScheduleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTriggerScheduleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.scheduleId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TriggerScheduleRequest {
+    return {
+      scheduleId: isSet(object.scheduleId)
+        ? globalThis.String(object.scheduleId)
+        : isSet(object.schedule_id)
+        ? globalThis.String(object.schedule_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TriggerScheduleRequest): unknown {
+    const obj: any = {};
+    if (message.scheduleId !== "") {
+      obj.scheduleId = message.scheduleId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TriggerScheduleRequest>, I>>(base?: I): TriggerScheduleRequest {
+    return TriggerScheduleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TriggerScheduleRequest>, I>>(object: I): TriggerScheduleRequest {
+    const message = createBaseTriggerScheduleRequest();
+    message.scheduleId = object.scheduleId ?? "";
+    return message;
+  },
+};
+
+function createBaseTriggerScheduleResponse(): TriggerScheduleResponse {
+  return { schedule: undefined, job: undefined, deduplicated: false };
+}
+
+export const TriggerScheduleResponse: MessageFns<TriggerScheduleResponse> = {
+  encode(message: TriggerScheduleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.schedule !== undefined) {
+      Schedule.encode(message.schedule, writer.uint32(10).fork()).join();
+    }
+    if (message.job !== undefined) {
+      Job.encode(message.job, writer.uint32(18).fork()).join();
+    }
+    if (message.deduplicated !== false) {
+      writer.uint32(24).bool(message.deduplicated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TriggerScheduleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTriggerScheduleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.schedule = Schedule.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.job = Job.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deduplicated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TriggerScheduleResponse {
+    return {
+      schedule: isSet(object.schedule) ? Schedule.fromJSON(object.schedule) : undefined,
+      job: isSet(object.job) ? Job.fromJSON(object.job) : undefined,
+      deduplicated: isSet(object.deduplicated) ? globalThis.Boolean(object.deduplicated) : false,
+    };
+  },
+
+  toJSON(message: TriggerScheduleResponse): unknown {
+    const obj: any = {};
+    if (message.schedule !== undefined) {
+      obj.schedule = Schedule.toJSON(message.schedule);
+    }
+    if (message.job !== undefined) {
+      obj.job = Job.toJSON(message.job);
+    }
+    if (message.deduplicated !== false) {
+      obj.deduplicated = message.deduplicated;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TriggerScheduleResponse>, I>>(base?: I): TriggerScheduleResponse {
+    return TriggerScheduleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TriggerScheduleResponse>, I>>(object: I): TriggerScheduleResponse {
+    const message = createBaseTriggerScheduleResponse();
+    message.schedule = (object.schedule !== undefined && object.schedule !== null)
+      ? Schedule.fromPartial(object.schedule)
+      : undefined;
+    message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
+    message.deduplicated = object.deduplicated ?? false;
+    return message;
+  },
+};
+
 /** A durable job queue with leases, retries, backoff and dead letters. */
 export type JobServiceService = typeof JobServiceService;
 export const JobServiceService = {
@@ -3290,7 +5670,10 @@ export const JobServiceService = {
     responseSerialize: (value: Job): Buffer => Buffer.from(Job.encode(value).finish()),
     responseDeserialize: (value: Buffer): Job => Job.decode(value),
   },
-  /** Heartbeat. */
+  /**
+   * Heartbeat, with optional progress. On a job cancelled while running:
+   * ABORTED, reason JOB_CANCELLED, so the worker stops.
+   */
   extendLease: {
     path: "/cairn.v1.JobService/ExtendLease" as const,
     requestStream: false as const,
@@ -3309,7 +5692,11 @@ export const JobServiceService = {
     responseSerialize: (value: Job): Buffer => Buffer.from(Job.encode(value).finish()),
     responseDeserialize: (value: Buffer): Job => Job.decode(value),
   },
-  /** DEAD or CANCELLED -> AVAILABLE, attempt reset. */
+  /**
+   * DEAD or CANCELLED -> AVAILABLE, attempt reset. A job with depends_on is
+   * BLOCKED again until its parents succeed (FAILED_PRECONDITION while one
+   * is DEAD or CANCELLED); jobs it cancelled stay cancelled.
+   */
   retryJob: {
     path: "/cairn.v1.JobService/RetryJob" as const,
     requestStream: false as const,
@@ -3366,6 +5753,126 @@ export const JobServiceService = {
     responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
     responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
   },
+  /**
+   * A queue's flow control; a queue never configured has the defaults (no
+   * limits, not fair, version 0).
+   */
+  getQueueConfig: {
+    path: "/cairn.v1.JobService/GetQueueConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetQueueConfigRequest): Buffer =>
+      Buffer.from(GetQueueConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetQueueConfigRequest => GetQueueConfigRequest.decode(value),
+    responseSerialize: (value: QueueConfig): Buffer => Buffer.from(QueueConfig.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueueConfig => QueueConfig.decode(value),
+  },
+  /**
+   * AIP-134 update_mask over max_running, max_running_per_group, rate_limit
+   * and fair. Limits hold from the update on across every replica; leases
+   * already held are not revoked.
+   */
+  updateQueueConfig: {
+    path: "/cairn.v1.JobService/UpdateQueueConfig" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateQueueConfigRequest): Buffer =>
+      Buffer.from(UpdateQueueConfigRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateQueueConfigRequest => UpdateQueueConfigRequest.decode(value),
+    responseSerialize: (value: QueueConfig): Buffer => Buffer.from(QueueConfig.encode(value).finish()),
+    responseDeserialize: (value: Buffer): QueueConfig => QueueConfig.decode(value),
+  },
+  /**
+   * Schedules: recurring jobs from a cron expression. Each fire time enqueues
+   * exactly one job across all replicas.
+   */
+  createSchedule: {
+    path: "/cairn.v1.JobService/CreateSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateScheduleRequest): Buffer =>
+      Buffer.from(CreateScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateScheduleRequest => CreateScheduleRequest.decode(value),
+    responseSerialize: (value: Schedule): Buffer => Buffer.from(Schedule.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Schedule => Schedule.decode(value),
+  },
+  getSchedule: {
+    path: "/cairn.v1.JobService/GetSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetScheduleRequest): Buffer => Buffer.from(GetScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetScheduleRequest => GetScheduleRequest.decode(value),
+    responseSerialize: (value: Schedule): Buffer => Buffer.from(Schedule.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Schedule => Schedule.decode(value),
+  },
+  listSchedules: {
+    path: "/cairn.v1.JobService/ListSchedules" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSchedulesRequest): Buffer => Buffer.from(ListSchedulesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSchedulesRequest => ListSchedulesRequest.decode(value),
+    responseSerialize: (value: ListSchedulesResponse): Buffer =>
+      Buffer.from(ListSchedulesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSchedulesResponse => ListSchedulesResponse.decode(value),
+  },
+  /**
+   * AIP-134 update_mask over queue, cron, time_zone, job, overlap, paused,
+   * catch_up_limit. A new cron or time_zone recomputes next_fire_time from now.
+   */
+  updateSchedule: {
+    path: "/cairn.v1.JobService/UpdateSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UpdateScheduleRequest): Buffer =>
+      Buffer.from(UpdateScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UpdateScheduleRequest => UpdateScheduleRequest.decode(value),
+    responseSerialize: (value: Schedule): Buffer => Buffer.from(Schedule.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Schedule => Schedule.decode(value),
+  },
+  /** Jobs it already enqueued are kept. */
+  deleteSchedule: {
+    path: "/cairn.v1.JobService/DeleteSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteScheduleRequest): Buffer =>
+      Buffer.from(DeleteScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteScheduleRequest => DeleteScheduleRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
+  /** A paused schedule does not fire (next_fire_time is cleared). */
+  pauseSchedule: {
+    path: "/cairn.v1.JobService/PauseSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseScheduleRequest): Buffer => Buffer.from(PauseScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseScheduleRequest => PauseScheduleRequest.decode(value),
+    responseSerialize: (value: Schedule): Buffer => Buffer.from(Schedule.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Schedule => Schedule.decode(value),
+  },
+  /** next_fire_time is computed from now: fire times passed while paused are not caught up. */
+  resumeSchedule: {
+    path: "/cairn.v1.JobService/ResumeSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeScheduleRequest): Buffer =>
+      Buffer.from(ResumeScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeScheduleRequest => ResumeScheduleRequest.decode(value),
+    responseSerialize: (value: Schedule): Buffer => Buffer.from(Schedule.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Schedule => Schedule.decode(value),
+  },
+  /** Enqueues one job now, paused or not; next_fire_time is unchanged. */
+  triggerSchedule: {
+    path: "/cairn.v1.JobService/TriggerSchedule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TriggerScheduleRequest): Buffer =>
+      Buffer.from(TriggerScheduleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TriggerScheduleRequest => TriggerScheduleRequest.decode(value),
+    responseSerialize: (value: TriggerScheduleResponse): Buffer =>
+      Buffer.from(TriggerScheduleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TriggerScheduleResponse => TriggerScheduleResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -3390,10 +5897,17 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   /** Not atomic: each completion stands alone. */
   batchCompleteJobs: handleUnaryCall<BatchCompleteJobsRequest, BatchCompleteJobsResponse>;
   failJob: handleUnaryCall<FailJobRequest, Job>;
-  /** Heartbeat. */
+  /**
+   * Heartbeat, with optional progress. On a job cancelled while running:
+   * ABORTED, reason JOB_CANCELLED, so the worker stops.
+   */
   extendLease: handleUnaryCall<ExtendLeaseRequest, Job>;
   cancelJob: handleUnaryCall<CancelJobRequest, Job>;
-  /** DEAD or CANCELLED -> AVAILABLE, attempt reset. */
+  /**
+   * DEAD or CANCELLED -> AVAILABLE, attempt reset. A job with depends_on is
+   * BLOCKED again until its parents succeed (FAILED_PRECONDITION while one
+   * is DEAD or CANCELLED); jobs it cancelled stay cancelled.
+   */
   retryJob: handleUnaryCall<RetryJobRequest, Job>;
   getJob: handleUnaryCall<GetJobRequest, Job>;
   listJobs: handleUnaryCall<ListJobsRequest, ListJobsResponse>;
@@ -3401,6 +5915,37 @@ export interface JobServiceServer extends UntypedServiceImplementation {
   /** A paused queue leases nothing; enqueue still works. */
   pauseQueue: handleUnaryCall<PauseQueueRequest, Empty>;
   resumeQueue: handleUnaryCall<ResumeQueueRequest, Empty>;
+  /**
+   * A queue's flow control; a queue never configured has the defaults (no
+   * limits, not fair, version 0).
+   */
+  getQueueConfig: handleUnaryCall<GetQueueConfigRequest, QueueConfig>;
+  /**
+   * AIP-134 update_mask over max_running, max_running_per_group, rate_limit
+   * and fair. Limits hold from the update on across every replica; leases
+   * already held are not revoked.
+   */
+  updateQueueConfig: handleUnaryCall<UpdateQueueConfigRequest, QueueConfig>;
+  /**
+   * Schedules: recurring jobs from a cron expression. Each fire time enqueues
+   * exactly one job across all replicas.
+   */
+  createSchedule: handleUnaryCall<CreateScheduleRequest, Schedule>;
+  getSchedule: handleUnaryCall<GetScheduleRequest, Schedule>;
+  listSchedules: handleUnaryCall<ListSchedulesRequest, ListSchedulesResponse>;
+  /**
+   * AIP-134 update_mask over queue, cron, time_zone, job, overlap, paused,
+   * catch_up_limit. A new cron or time_zone recomputes next_fire_time from now.
+   */
+  updateSchedule: handleUnaryCall<UpdateScheduleRequest, Schedule>;
+  /** Jobs it already enqueued are kept. */
+  deleteSchedule: handleUnaryCall<DeleteScheduleRequest, Empty>;
+  /** A paused schedule does not fire (next_fire_time is cleared). */
+  pauseSchedule: handleUnaryCall<PauseScheduleRequest, Schedule>;
+  /** next_fire_time is computed from now: fire times passed while paused are not caught up. */
+  resumeSchedule: handleUnaryCall<ResumeScheduleRequest, Schedule>;
+  /** Enqueues one job now, paused or not; next_fire_time is unchanged. */
+  triggerSchedule: handleUnaryCall<TriggerScheduleRequest, TriggerScheduleResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -3511,7 +6056,10 @@ export interface JobServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Job) => void,
   ): ClientUnaryCall;
-  /** Heartbeat. */
+  /**
+   * Heartbeat, with optional progress. On a job cancelled while running:
+   * ABORTED, reason JOB_CANCELLED, so the worker stops.
+   */
   extendLease(
     request: ExtendLeaseRequest,
     callback: (error: ServiceError | null, response: Job) => void,
@@ -3539,7 +6087,11 @@ export interface JobServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Job) => void,
   ): ClientUnaryCall;
-  /** DEAD or CANCELLED -> AVAILABLE, attempt reset. */
+  /**
+   * DEAD or CANCELLED -> AVAILABLE, attempt reset. A job with depends_on is
+   * BLOCKED again until its parents succeed (FAILED_PRECONDITION while one
+   * is DEAD or CANCELLED); jobs it cancelled stay cancelled.
+   */
   retryJob(request: RetryJobRequest, callback: (error: ServiceError | null, response: Job) => void): ClientUnaryCall;
   retryJob(
     request: RetryJobRequest,
@@ -3624,6 +6176,177 @@ export interface JobServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /**
+   * A queue's flow control; a queue never configured has the defaults (no
+   * limits, not fair, version 0).
+   */
+  getQueueConfig(
+    request: GetQueueConfigRequest,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  getQueueConfig(
+    request: GetQueueConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  getQueueConfig(
+    request: GetQueueConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  /**
+   * AIP-134 update_mask over max_running, max_running_per_group, rate_limit
+   * and fair. Limits hold from the update on across every replica; leases
+   * already held are not revoked.
+   */
+  updateQueueConfig(
+    request: UpdateQueueConfigRequest,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  updateQueueConfig(
+    request: UpdateQueueConfigRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  updateQueueConfig(
+    request: UpdateQueueConfigRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: QueueConfig) => void,
+  ): ClientUnaryCall;
+  /**
+   * Schedules: recurring jobs from a cron expression. Each fire time enqueues
+   * exactly one job across all replicas.
+   */
+  createSchedule(
+    request: CreateScheduleRequest,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  createSchedule(
+    request: CreateScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  createSchedule(
+    request: CreateScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  getSchedule(
+    request: GetScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  listSchedules(
+    request: ListSchedulesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSchedulesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * AIP-134 update_mask over queue, cron, time_zone, job, overlap, paused,
+   * catch_up_limit. A new cron or time_zone recomputes next_fire_time from now.
+   */
+  updateSchedule(
+    request: UpdateScheduleRequest,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  updateSchedule(
+    request: UpdateScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  updateSchedule(
+    request: UpdateScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  /** Jobs it already enqueued are kept. */
+  deleteSchedule(
+    request: DeleteScheduleRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteSchedule(
+    request: DeleteScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  deleteSchedule(
+    request: DeleteScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  /** A paused schedule does not fire (next_fire_time is cleared). */
+  pauseSchedule(
+    request: PauseScheduleRequest,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  pauseSchedule(
+    request: PauseScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  pauseSchedule(
+    request: PauseScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  /** next_fire_time is computed from now: fire times passed while paused are not caught up. */
+  resumeSchedule(
+    request: ResumeScheduleRequest,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  resumeSchedule(
+    request: ResumeScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  resumeSchedule(
+    request: ResumeScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Schedule) => void,
+  ): ClientUnaryCall;
+  /** Enqueues one job now, paused or not; next_fire_time is unchanged. */
+  triggerSchedule(
+    request: TriggerScheduleRequest,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
+  ): ClientUnaryCall;
+  triggerSchedule(
+    request: TriggerScheduleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
+  ): ClientUnaryCall;
+  triggerSchedule(
+    request: TriggerScheduleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TriggerScheduleResponse) => void,
   ): ClientUnaryCall;
 }
 

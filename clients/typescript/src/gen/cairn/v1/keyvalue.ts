@@ -117,12 +117,33 @@ export interface ListRequest {
   pageSize: number;
   pageToken: string;
   /** Fields of each returned entry to include (AIP-157); empty = every field. */
-  readMask?: string[] | undefined;
+  readMask?:
+    | string[]
+    | undefined;
+  /**
+   * Only entries whose json_value contains this JSON (PostgreSQL's jsonb
+   * containment, @>): an object matches objects holding at least its
+   * members, recursively; an array, arrays holding its elements; a scalar,
+   * that scalar or a top-level array holding it. Entries holding bytes never
+   * match. Unset: no filter.
+   */
+  valueContains?: any | undefined;
 }
 
 export interface ListResponse {
   entries: Entry[];
   nextPageToken: string;
+}
+
+export interface CountRequest {
+  prefix: string;
+  /** As in ListRequest. */
+  valueContains?: any | undefined;
+}
+
+export interface CountResponse {
+  /** Live entries only: expired ones are never counted. */
+  count: number;
 }
 
 export interface BatchGetRequest {
@@ -789,7 +810,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
 };
 
 function createBaseListRequest(): ListRequest {
-  return { prefix: "", keysOnly: false, pageSize: 0, pageToken: "", readMask: undefined };
+  return { prefix: "", keysOnly: false, pageSize: 0, pageToken: "", readMask: undefined, valueContains: undefined };
 }
 
 export const ListRequest: MessageFns<ListRequest> = {
@@ -808,6 +829,9 @@ export const ListRequest: MessageFns<ListRequest> = {
     }
     if (message.readMask !== undefined) {
       FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(42).fork()).join();
+    }
+    if (message.valueContains !== undefined) {
+      Value.encode(Value.wrap(message.valueContains), writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -865,6 +889,14 @@ export const ListRequest: MessageFns<ListRequest> = {
             message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.valueContains = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -900,6 +932,11 @@ export const ListRequest: MessageFns<ListRequest> = {
         : isSet(object.read_mask)
         ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
         : undefined,
+      valueContains: isSet(object?.valueContains)
+        ? object.valueContains
+        : isSet(object?.value_contains)
+        ? object.value_contains
+        : undefined,
     };
   },
 
@@ -920,6 +957,9 @@ export const ListRequest: MessageFns<ListRequest> = {
     if (message.readMask !== undefined) {
       obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
+    if (message.valueContains !== undefined) {
+      obj.valueContains = message.valueContains;
+    }
     return obj;
   },
 
@@ -933,6 +973,7 @@ export const ListRequest: MessageFns<ListRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.readMask = object.readMask ?? undefined;
+    message.valueContains = object.valueContains === undefined ? undefined : object.valueContains;
     return message;
   },
 };
@@ -1022,6 +1063,162 @@ export const ListResponse: MessageFns<ListResponse> = {
     const message = createBaseListResponse();
     message.entries = object.entries?.map((e) => Entry.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseCountRequest(): CountRequest {
+  return { prefix: "", valueContains: undefined };
+}
+
+export const CountRequest: MessageFns<CountRequest> = {
+  encode(message: CountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.valueContains !== undefined) {
+      Value.encode(Value.wrap(message.valueContains), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.valueContains = Value.unwrap(Value.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CountRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      valueContains: isSet(object?.valueContains)
+        ? object.valueContains
+        : isSet(object?.value_contains)
+        ? object.value_contains
+        : undefined,
+    };
+  },
+
+  toJSON(message: CountRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.valueContains !== undefined) {
+      obj.valueContains = message.valueContains;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CountRequest>, I>>(base?: I): CountRequest {
+    return CountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CountRequest>, I>>(object: I): CountRequest {
+    const message = createBaseCountRequest();
+    message.prefix = object.prefix ?? "";
+    message.valueContains = object.valueContains === undefined ? undefined : object.valueContains;
+    return message;
+  },
+};
+
+function createBaseCountResponse(): CountResponse {
+  return { count: 0 };
+}
+
+export const CountResponse: MessageFns<CountResponse> = {
+  encode(message: CountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.count !== 0) {
+      writer.uint32(8).int64(message.count);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.count = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CountResponse {
+    return { count: isSet(object.count) ? globalThis.Number(object.count) : 0 };
+  },
+
+  toJSON(message: CountResponse): unknown {
+    const obj: any = {};
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CountResponse>, I>>(base?: I): CountResponse {
+    return CountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CountResponse>, I>>(object: I): CountResponse {
+    const message = createBaseCountResponse();
+    message.count = object.count ?? 0;
     return message;
   },
 };
@@ -2093,6 +2290,16 @@ export const KeyValueServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
+  /** Live entries under a prefix whose json_value contains value_contains. */
+  count: {
+    path: "/cairn.v1.KeyValueService/Count" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CountRequest): Buffer => Buffer.from(CountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CountRequest => CountRequest.decode(value),
+    responseSerialize: (value: CountResponse): Buffer => Buffer.from(CountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CountResponse => CountResponse.decode(value),
+  },
   /** Missing keys are simply absent. */
   batchGet: {
     path: "/cairn.v1.KeyValueService/BatchGet" as const,
@@ -2167,6 +2374,8 @@ export interface KeyValueServiceServer extends UntypedServiceImplementation {
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
   /** Ascending key order; expired entries never appear. */
   list: handleUnaryCall<ListRequest, ListResponse>;
+  /** Live entries under a prefix whose json_value contains value_contains. */
+  count: handleUnaryCall<CountRequest, CountResponse>;
   /** Missing keys are simply absent. */
   batchGet: handleUnaryCall<BatchGetRequest, BatchGetResponse>;
   /** Atomic, each item with its own condition. */
@@ -2238,6 +2447,22 @@ export interface KeyValueServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
+  ): ClientUnaryCall;
+  /** Live entries under a prefix whose json_value contains value_contains. */
+  count(
+    request: CountRequest,
+    callback: (error: ServiceError | null, response: CountResponse) => void,
+  ): ClientUnaryCall;
+  count(
+    request: CountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CountResponse) => void,
+  ): ClientUnaryCall;
+  count(
+    request: CountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CountResponse) => void,
   ): ClientUnaryCall;
   /** Missing keys are simply absent. */
   batchGet(

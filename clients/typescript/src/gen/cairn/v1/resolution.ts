@@ -141,6 +141,20 @@ export interface PurgeExpiredResolutionsResponse {
   deletedCount: number;
 }
 
+export interface ImportResolutionsRequest {
+  /**
+   * Whole resolutions: create_time (now when unset) and expire_time (never
+   * when unset) are kept as given; an empty resolution_id gets a UUIDv7 of
+   * the create_time. A resolution_id already taken fails the import with
+   * ALREADY_EXISTS.
+   */
+  resolutions: Resolution[];
+}
+
+export interface ImportResolutionsResponse {
+  resolutions: Resolution[];
+}
+
 function createBaseResolution(): Resolution {
   return {
     resolutionId: "",
@@ -1319,6 +1333,148 @@ export const PurgeExpiredResolutionsResponse: MessageFns<PurgeExpiredResolutions
   },
 };
 
+function createBaseImportResolutionsRequest(): ImportResolutionsRequest {
+  return { resolutions: [] };
+}
+
+export const ImportResolutionsRequest: MessageFns<ImportResolutionsRequest> = {
+  encode(message: ImportResolutionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.resolutions) {
+      Resolution.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportResolutionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportResolutionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resolutions.push(Resolution.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportResolutionsRequest {
+    return {
+      resolutions: globalThis.Array.isArray(object?.resolutions)
+        ? object.resolutions.map((e: any) => Resolution.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportResolutionsRequest): unknown {
+    const obj: any = {};
+    if (message.resolutions?.length) {
+      obj.resolutions = message.resolutions.map((e) => Resolution.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportResolutionsRequest>, I>>(base?: I): ImportResolutionsRequest {
+    return ImportResolutionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportResolutionsRequest>, I>>(object: I): ImportResolutionsRequest {
+    const message = createBaseImportResolutionsRequest();
+    message.resolutions = object.resolutions?.map((e) => Resolution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseImportResolutionsResponse(): ImportResolutionsResponse {
+  return { resolutions: [] };
+}
+
+export const ImportResolutionsResponse: MessageFns<ImportResolutionsResponse> = {
+  encode(message: ImportResolutionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.resolutions) {
+      Resolution.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportResolutionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportResolutionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resolutions.push(Resolution.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportResolutionsResponse {
+    return {
+      resolutions: globalThis.Array.isArray(object?.resolutions)
+        ? object.resolutions.map((e: any) => Resolution.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImportResolutionsResponse): unknown {
+    const obj: any = {};
+    if (message.resolutions?.length) {
+      obj.resolutions = message.resolutions.map((e) => Resolution.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportResolutionsResponse>, I>>(base?: I): ImportResolutionsResponse {
+    return ImportResolutionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportResolutionsResponse>, I>>(object: I): ImportResolutionsResponse {
+    const message = createBaseImportResolutionsResponse();
+    message.resolutions = object.resolutions?.map((e) => Resolution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Policy decisions with a TTL. */
 export type ResolutionServiceService = typeof ResolutionServiceService;
 export const ResolutionServiceService = {
@@ -1390,6 +1546,21 @@ export const ResolutionServiceService = {
     responseDeserialize: (value: Buffer): PurgeExpiredResolutionsResponse =>
       PurgeExpiredResolutionsResponse.decode(value),
   },
+  /**
+   * Migration of existing data: whole resolutions with their times as given
+   * (even already expired), all or none. Admin role.
+   */
+  importResolutions: {
+    path: "/cairn.v1.ResolutionService/ImportResolutions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportResolutionsRequest): Buffer =>
+      Buffer.from(ImportResolutionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportResolutionsRequest => ImportResolutionsRequest.decode(value),
+    responseSerialize: (value: ImportResolutionsResponse): Buffer =>
+      Buffer.from(ImportResolutionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportResolutionsResponse => ImportResolutionsResponse.decode(value),
+  },
 } as const;
 
 export interface ResolutionServiceServer extends UntypedServiceImplementation {
@@ -1403,6 +1574,11 @@ export interface ResolutionServiceServer extends UntypedServiceImplementation {
   deleteResolution: handleUnaryCall<DeleteResolutionRequest, Empty>;
   /** Also done by the background reaper. */
   purgeExpiredResolutions: handleUnaryCall<PurgeExpiredResolutionsRequest, PurgeExpiredResolutionsResponse>;
+  /**
+   * Migration of existing data: whole resolutions with their times as given
+   * (even already expired), all or none. Admin role.
+   */
+  importResolutions: handleUnaryCall<ImportResolutionsRequest, ImportResolutionsResponse>;
 }
 
 export interface ResolutionServiceClient extends Client {
@@ -1499,6 +1675,25 @@ export interface ResolutionServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PurgeExpiredResolutionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Migration of existing data: whole resolutions with their times as given
+   * (even already expired), all or none. Admin role.
+   */
+  importResolutions(
+    request: ImportResolutionsRequest,
+    callback: (error: ServiceError | null, response: ImportResolutionsResponse) => void,
+  ): ClientUnaryCall;
+  importResolutions(
+    request: ImportResolutionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportResolutionsResponse) => void,
+  ): ClientUnaryCall;
+  importResolutions(
+    request: ImportResolutionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportResolutionsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -91,7 +91,13 @@ export interface Session {
     | Timestamp
     | undefined;
   /** Set by the server when status leaves ACTIVE. Output only. */
-  endTime?: Timestamp | undefined;
+  endTime?:
+    | Timestamp
+    | undefined;
+  /** The session this one was forked from (ForkSession). Output only. */
+  parentSessionId: string;
+  /** The version of parent_session_id it was forked from. Output only. */
+  parentVersion: number;
 }
 
 export interface Session_LabelsEntry {
@@ -112,14 +118,73 @@ export interface CreateSessionRequest {
 export interface GetSessionRequest {
   sessionId: string;
   /** Fields of the session to return (AIP-157); empty = every field. */
+  readMask?:
+    | string[]
+    | undefined;
+  /** A version from the session's history; 0 = the current one. */
+  version: number;
+}
+
+export interface ListSessionVersionsRequest {
+  sessionId: string;
+  /** Fields of each returned version to include (AIP-157); empty = every field. */
   readMask?: string[] | undefined;
+  pageSize: number;
+  pageToken: string;
+}
+
+export interface ListSessionVersionsResponse {
+  /** One per version, newest first. */
+  sessions: Session[];
+  nextPageToken: string;
+}
+
+export interface ForkSessionRequest {
+  /** The session to fork. */
+  sessionId: string;
+  /** The version to fork; 0 = the current one. */
+  version: number;
+  /** Optional; a UUIDv7 is generated when empty. */
+  newSessionId: string;
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** Copy the messages with sequence <= up_to_sequence; 0 = every message. */
+  upToSequence: number;
 }
 
 export interface UpdateSessionRequest {
   /** session.session_id names the session to update. */
   session?: Session | undefined;
-  updateMask?: string[] | undefined;
-  expectedVersion?: number | undefined;
+  updateMask?:
+    | string[]
+    | undefined;
+  /** With allow_missing, 0 means "must not exist yet". */
+  expectedVersion?:
+    | number
+    | undefined;
+  /**
+   * Creates the session when it does not exist, from the whole session as
+   * CreateSession would (agent_id required; the mask applies only to an
+   * existing session). An agent_id sent must equal the stored one.
+   */
+  allowMissing: boolean;
+  /**
+   * An RFC 7386 JSON merge patch applied to the stored state in the database
+   * (null deletes a key, an object merges, anything else replaces), so
+   * concurrent patches of different keys all survive. Not together with
+   * state in the mask or in the session.
+   */
+  statePatch?: { [key: string]: any } | undefined;
+}
+
+export interface BatchUpdateSessionsRequest {
+  /** At most one per session_id. */
+  requests: UpdateSessionRequest[];
+}
+
+export interface BatchUpdateSessionsResponse {
+  /** In request order. */
+  sessions: Session[];
 }
 
 export interface DeleteSessionRequest {
@@ -142,6 +207,17 @@ export interface SessionFilter {
   stateContains?: { [key: string]: any } | undefined;
   createdAfter?: Timestamp | undefined;
   createdBefore?: Timestamp | undefined;
+  updatedAfter?: Timestamp | undefined;
+  updatedBefore?:
+    | Timestamp
+    | undefined;
+  /** Sessions without an end_time never match ended_after or ended_before. */
+  endedAfter?: Timestamp | undefined;
+  endedBefore?:
+    | Timestamp
+    | undefined;
+  /** Sessions forked from this one. */
+  parentSessionId: string;
 }
 
 export interface SessionFilter_LabelsEntry {
@@ -153,7 +229,11 @@ export interface ListSessionsRequest {
   filter?:
     | SessionFilter
     | undefined;
-  /** "create_time" (default) or "update_time", each optionally followed by " desc". */
+  /**
+   * "create_time" (default), "update_time" or "end_time", each optionally
+   * followed by " desc". Sessions without an end_time come last in both
+   * directions.
+   */
   orderBy: string;
   pageSize: number;
   pageToken: string;
@@ -232,10 +312,26 @@ export interface Message {
 export interface AppendMessagesRequest {
   sessionId: string;
   messages: Message[];
+  /** ABORTED VERSION_CONFLICT (nothing appended) when the session is at another version. */
+  expectedVersion?:
+    | number
+    | undefined;
+  /**
+   * An RFC 7386 merge patch of the session's state, committed together with
+   * the messages; the session's version goes up by one. Without it the
+   * version stays.
+   */
+  statePatch?: { [key: string]: any } | undefined;
 }
 
 export interface AppendMessagesResponse {
   messages: Message[];
+  /**
+   * With state_patch: the session as committed with the messages (new state
+   * and version). Unset otherwise: the session did not change, and sending
+   * its whole state back on every append would cost what it saves.
+   */
+  session?: Session | undefined;
 }
 
 export interface ListMessagesRequest {
@@ -244,11 +340,42 @@ export interface ListMessagesRequest {
   afterSequence: number;
   pageSize: number;
   pageToken: string;
+  /** Only messages with any of these roles; empty = every role. */
+  roles: string[];
 }
 
 export interface ListMessagesResponse {
   messages: Message[];
   nextPageToken: string;
+}
+
+export interface DeleteMessagesRequest {
+  sessionId: string;
+  /** Deletes the messages with a smaller sequence; 0 deletes every message. */
+  beforeSequence: number;
+}
+
+export interface DeleteMessagesResponse {
+  deletedCount: number;
+}
+
+export interface ImportSessionsRequest {
+  /**
+   * Whole sessions: session_id and agent_id required; status, version (1 when
+   * unset), create_time, update_time and end_time are kept as given.
+   */
+  sessions: Session[];
+  /**
+   * Each names one of the imported sessions by session_id, with its sequence
+   * (1 or more, unique per session) and create_time kept; later appends
+   * continue after the highest sequence.
+   */
+  messages: Message[];
+}
+
+export interface ImportSessionsResponse {
+  /** In request order. */
+  sessions: Session[];
 }
 
 function createBaseSession(): Session {
@@ -264,6 +391,8 @@ function createBaseSession(): Session {
     createTime: undefined,
     updateTime: undefined,
     endTime: undefined,
+    parentSessionId: "",
+    parentVersion: 0,
   };
 }
 
@@ -301,6 +430,12 @@ export const Session: MessageFns<Session> = {
     }
     if (message.endTime !== undefined) {
       Timestamp.encode(message.endTime, writer.uint32(90).fork()).join();
+    }
+    if (message.parentSessionId !== "") {
+      writer.uint32(98).string(message.parentSessionId);
+    }
+    if (message.parentVersion !== 0) {
+      writer.uint32(104).int64(message.parentVersion);
     }
     return writer;
   },
@@ -409,6 +544,22 @@ export const Session: MessageFns<Session> = {
             message.endTime = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.parentSessionId = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.parentVersion = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -471,6 +622,16 @@ export const Session: MessageFns<Session> = {
         : isSet(object.end_time)
         ? fromJsonTimestamp(object.end_time)
         : undefined,
+      parentSessionId: isSet(object.parentSessionId)
+        ? globalThis.String(object.parentSessionId)
+        : isSet(object.parent_session_id)
+        ? globalThis.String(object.parent_session_id)
+        : "",
+      parentVersion: isSet(object.parentVersion)
+        ? globalThis.Number(object.parentVersion)
+        : isSet(object.parent_version)
+        ? globalThis.Number(object.parent_version)
+        : 0,
     };
   },
 
@@ -515,6 +676,12 @@ export const Session: MessageFns<Session> = {
     if (message.endTime !== undefined) {
       obj.endTime = fromTimestamp(message.endTime).toISOString();
     }
+    if (message.parentSessionId !== "") {
+      obj.parentSessionId = message.parentSessionId;
+    }
+    if (message.parentVersion !== 0) {
+      obj.parentVersion = Math.round(message.parentVersion);
+    }
     return obj;
   },
 
@@ -548,6 +715,8 @@ export const Session: MessageFns<Session> = {
     message.endTime = (object.endTime !== undefined && object.endTime !== null)
       ? Timestamp.fromPartial(object.endTime)
       : undefined;
+    message.parentSessionId = object.parentSessionId ?? "";
+    message.parentVersion = object.parentVersion ?? 0;
     return message;
   },
 };
@@ -749,7 +918,7 @@ export const CreateSessionRequest: MessageFns<CreateSessionRequest> = {
 };
 
 function createBaseGetSessionRequest(): GetSessionRequest {
-  return { sessionId: "", readMask: undefined };
+  return { sessionId: "", readMask: undefined, version: 0 };
 }
 
 export const GetSessionRequest: MessageFns<GetSessionRequest> = {
@@ -759,6 +928,9 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
     }
     if (message.readMask !== undefined) {
       FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
+    }
+    if (message.version !== 0) {
+      writer.uint32(24).int64(message.version);
     }
     return writer;
   },
@@ -792,6 +964,14 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
             message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -816,6 +996,7 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
         : isSet(object.read_mask)
         ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
         : undefined,
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
@@ -827,6 +1008,9 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
     if (message.readMask !== undefined) {
       obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
     }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
     return obj;
   },
 
@@ -837,12 +1021,390 @@ export const GetSessionRequest: MessageFns<GetSessionRequest> = {
     const message = createBaseGetSessionRequest();
     message.sessionId = object.sessionId ?? "";
     message.readMask = object.readMask ?? undefined;
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseListSessionVersionsRequest(): ListSessionVersionsRequest {
+  return { sessionId: "", readMask: undefined, pageSize: 0, pageToken: "" };
+}
+
+export const ListSessionVersionsRequest: MessageFns<ListSessionVersionsRequest> = {
+  encode(message: ListSessionVersionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.readMask !== undefined) {
+      FieldMask.encode(FieldMask.wrap(message.readMask), writer.uint32(18).fork()).join();
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSessionVersionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSessionVersionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSessionVersionsRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      readMask: isSet(object.readMask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.readMask))
+        : isSet(object.read_mask)
+        ? FieldMask.unwrap(FieldMask.fromJSON(object.read_mask))
+        : undefined,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSessionVersionsRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.readMask !== undefined) {
+      obj.readMask = FieldMask.toJSON(FieldMask.wrap(message.readMask));
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSessionVersionsRequest>, I>>(base?: I): ListSessionVersionsRequest {
+    return ListSessionVersionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSessionVersionsRequest>, I>>(object: I): ListSessionVersionsRequest {
+    const message = createBaseListSessionVersionsRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.readMask = object.readMask ?? undefined;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListSessionVersionsResponse(): ListSessionVersionsResponse {
+  return { sessions: [], nextPageToken: "" };
+}
+
+export const ListSessionVersionsResponse: MessageFns<ListSessionVersionsResponse> = {
+  encode(message: ListSessionVersionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      Session.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListSessionVersionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListSessionVersionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(Session.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListSessionVersionsResponse {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions) ? object.sessions.map((e: any) => Session.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListSessionVersionsResponse): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => Session.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListSessionVersionsResponse>, I>>(base?: I): ListSessionVersionsResponse {
+    return ListSessionVersionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListSessionVersionsResponse>, I>>(object: I): ListSessionVersionsResponse {
+    const message = createBaseListSessionVersionsResponse();
+    message.sessions = object.sessions?.map((e) => Session.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseForkSessionRequest(): ForkSessionRequest {
+  return { sessionId: "", version: 0, newSessionId: "", requestId: "", upToSequence: 0 };
+}
+
+export const ForkSessionRequest: MessageFns<ForkSessionRequest> = {
+  encode(message: ForkSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int64(message.version);
+    }
+    if (message.newSessionId !== "") {
+      writer.uint32(26).string(message.newSessionId);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
+    }
+    if (message.upToSequence !== 0) {
+      writer.uint32(40).int64(message.upToSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForkSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForkSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.newSessionId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.upToSequence = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForkSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      newSessionId: isSet(object.newSessionId)
+        ? globalThis.String(object.newSessionId)
+        : isSet(object.new_session_id)
+        ? globalThis.String(object.new_session_id)
+        : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      upToSequence: isSet(object.upToSequence)
+        ? globalThis.Number(object.upToSequence)
+        : isSet(object.up_to_sequence)
+        ? globalThis.Number(object.up_to_sequence)
+        : 0,
+    };
+  },
+
+  toJSON(message: ForkSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.newSessionId !== "") {
+      obj.newSessionId = message.newSessionId;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.upToSequence !== 0) {
+      obj.upToSequence = Math.round(message.upToSequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForkSessionRequest>, I>>(base?: I): ForkSessionRequest {
+    return ForkSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForkSessionRequest>, I>>(object: I): ForkSessionRequest {
+    const message = createBaseForkSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.version = object.version ?? 0;
+    message.newSessionId = object.newSessionId ?? "";
+    message.requestId = object.requestId ?? "";
+    message.upToSequence = object.upToSequence ?? 0;
     return message;
   },
 };
 
 function createBaseUpdateSessionRequest(): UpdateSessionRequest {
-  return { session: undefined, updateMask: undefined, expectedVersion: undefined };
+  return {
+    session: undefined,
+    updateMask: undefined,
+    expectedVersion: undefined,
+    allowMissing: false,
+    statePatch: undefined,
+  };
 }
 
 export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
@@ -855,6 +1417,12 @@ export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
     }
     if (message.expectedVersion !== undefined) {
       writer.uint32(24).int64(message.expectedVersion);
+    }
+    if (message.allowMissing !== false) {
+      writer.uint32(32).bool(message.allowMissing);
+    }
+    if (message.statePatch !== undefined) {
+      Struct.encode(Struct.wrap(message.statePatch), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -896,6 +1464,22 @@ export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
             message.expectedVersion = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.allowMissing = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.statePatch = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -921,6 +1505,16 @@ export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
         : isSet(object.expected_version)
         ? globalThis.Number(object.expected_version)
         : undefined,
+      allowMissing: isSet(object.allowMissing)
+        ? globalThis.Boolean(object.allowMissing)
+        : isSet(object.allow_missing)
+        ? globalThis.Boolean(object.allow_missing)
+        : false,
+      statePatch: isObject(object.statePatch)
+        ? object.statePatch
+        : isObject(object.state_patch)
+        ? object.state_patch
+        : undefined,
     };
   },
 
@@ -935,6 +1529,12 @@ export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
     if (message.expectedVersion !== undefined) {
       obj.expectedVersion = Math.round(message.expectedVersion);
     }
+    if (message.allowMissing !== false) {
+      obj.allowMissing = message.allowMissing;
+    }
+    if (message.statePatch !== undefined) {
+      obj.statePatch = message.statePatch;
+    }
     return obj;
   },
 
@@ -948,6 +1548,148 @@ export const UpdateSessionRequest: MessageFns<UpdateSessionRequest> = {
       : undefined;
     message.updateMask = object.updateMask ?? undefined;
     message.expectedVersion = object.expectedVersion ?? undefined;
+    message.allowMissing = object.allowMissing ?? false;
+    message.statePatch = object.statePatch ?? undefined;
+    return message;
+  },
+};
+
+function createBaseBatchUpdateSessionsRequest(): BatchUpdateSessionsRequest {
+  return { requests: [] };
+}
+
+export const BatchUpdateSessionsRequest: MessageFns<BatchUpdateSessionsRequest> = {
+  encode(message: BatchUpdateSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      UpdateSessionRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchUpdateSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchUpdateSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(UpdateSessionRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchUpdateSessionsRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => UpdateSessionRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchUpdateSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => UpdateSessionRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchUpdateSessionsRequest>, I>>(base?: I): BatchUpdateSessionsRequest {
+    return BatchUpdateSessionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchUpdateSessionsRequest>, I>>(object: I): BatchUpdateSessionsRequest {
+    const message = createBaseBatchUpdateSessionsRequest();
+    message.requests = object.requests?.map((e) => UpdateSessionRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchUpdateSessionsResponse(): BatchUpdateSessionsResponse {
+  return { sessions: [] };
+}
+
+export const BatchUpdateSessionsResponse: MessageFns<BatchUpdateSessionsResponse> = {
+  encode(message: BatchUpdateSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      Session.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchUpdateSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchUpdateSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(Session.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchUpdateSessionsResponse {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions) ? object.sessions.map((e: any) => Session.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchUpdateSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => Session.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchUpdateSessionsResponse>, I>>(base?: I): BatchUpdateSessionsResponse {
+    return BatchUpdateSessionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchUpdateSessionsResponse>, I>>(object: I): BatchUpdateSessionsResponse {
+    const message = createBaseBatchUpdateSessionsResponse();
+    message.sessions = object.sessions?.map((e) => Session.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1055,6 +1797,11 @@ function createBaseSessionFilter(): SessionFilter {
     stateContains: undefined,
     createdAfter: undefined,
     createdBefore: undefined,
+    updatedAfter: undefined,
+    updatedBefore: undefined,
+    endedAfter: undefined,
+    endedBefore: undefined,
+    parentSessionId: "",
   };
 }
 
@@ -1087,6 +1834,21 @@ export const SessionFilter: MessageFns<SessionFilter> = {
     }
     if (message.createdBefore !== undefined) {
       Timestamp.encode(message.createdBefore, writer.uint32(66).fork()).join();
+    }
+    if (message.updatedAfter !== undefined) {
+      Timestamp.encode(message.updatedAfter, writer.uint32(74).fork()).join();
+    }
+    if (message.updatedBefore !== undefined) {
+      Timestamp.encode(message.updatedBefore, writer.uint32(82).fork()).join();
+    }
+    if (message.endedAfter !== undefined) {
+      Timestamp.encode(message.endedAfter, writer.uint32(90).fork()).join();
+    }
+    if (message.endedBefore !== undefined) {
+      Timestamp.encode(message.endedBefore, writer.uint32(98).fork()).join();
+    }
+    if (message.parentSessionId !== "") {
+      writer.uint32(106).string(message.parentSessionId);
     }
     return writer;
   },
@@ -1181,6 +1943,46 @@ export const SessionFilter: MessageFns<SessionFilter> = {
             message.createdBefore = Timestamp.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.updatedAfter = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.updatedBefore = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.endedAfter = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.endedBefore = Timestamp.decode(reader, reader.uint32());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.parentSessionId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1242,6 +2044,31 @@ export const SessionFilter: MessageFns<SessionFilter> = {
         : isSet(object.created_before)
         ? fromJsonTimestamp(object.created_before)
         : undefined,
+      updatedAfter: isSet(object.updatedAfter)
+        ? fromJsonTimestamp(object.updatedAfter)
+        : isSet(object.updated_after)
+        ? fromJsonTimestamp(object.updated_after)
+        : undefined,
+      updatedBefore: isSet(object.updatedBefore)
+        ? fromJsonTimestamp(object.updatedBefore)
+        : isSet(object.updated_before)
+        ? fromJsonTimestamp(object.updated_before)
+        : undefined,
+      endedAfter: isSet(object.endedAfter)
+        ? fromJsonTimestamp(object.endedAfter)
+        : isSet(object.ended_after)
+        ? fromJsonTimestamp(object.ended_after)
+        : undefined,
+      endedBefore: isSet(object.endedBefore)
+        ? fromJsonTimestamp(object.endedBefore)
+        : isSet(object.ended_before)
+        ? fromJsonTimestamp(object.ended_before)
+        : undefined,
+      parentSessionId: isSet(object.parentSessionId)
+        ? globalThis.String(object.parentSessionId)
+        : isSet(object.parent_session_id)
+        ? globalThis.String(object.parent_session_id)
+        : "",
     };
   },
 
@@ -1277,6 +2104,21 @@ export const SessionFilter: MessageFns<SessionFilter> = {
     if (message.createdBefore !== undefined) {
       obj.createdBefore = fromTimestamp(message.createdBefore).toISOString();
     }
+    if (message.updatedAfter !== undefined) {
+      obj.updatedAfter = fromTimestamp(message.updatedAfter).toISOString();
+    }
+    if (message.updatedBefore !== undefined) {
+      obj.updatedBefore = fromTimestamp(message.updatedBefore).toISOString();
+    }
+    if (message.endedAfter !== undefined) {
+      obj.endedAfter = fromTimestamp(message.endedAfter).toISOString();
+    }
+    if (message.endedBefore !== undefined) {
+      obj.endedBefore = fromTimestamp(message.endedBefore).toISOString();
+    }
+    if (message.parentSessionId !== "") {
+      obj.parentSessionId = message.parentSessionId;
+    }
     return obj;
   },
 
@@ -1305,6 +2147,19 @@ export const SessionFilter: MessageFns<SessionFilter> = {
     message.createdBefore = (object.createdBefore !== undefined && object.createdBefore !== null)
       ? Timestamp.fromPartial(object.createdBefore)
       : undefined;
+    message.updatedAfter = (object.updatedAfter !== undefined && object.updatedAfter !== null)
+      ? Timestamp.fromPartial(object.updatedAfter)
+      : undefined;
+    message.updatedBefore = (object.updatedBefore !== undefined && object.updatedBefore !== null)
+      ? Timestamp.fromPartial(object.updatedBefore)
+      : undefined;
+    message.endedAfter = (object.endedAfter !== undefined && object.endedAfter !== null)
+      ? Timestamp.fromPartial(object.endedAfter)
+      : undefined;
+    message.endedBefore = (object.endedBefore !== undefined && object.endedBefore !== null)
+      ? Timestamp.fromPartial(object.endedBefore)
+      : undefined;
+    message.parentSessionId = object.parentSessionId ?? "";
     return message;
   },
 };
@@ -2636,7 +3491,7 @@ export const Message: MessageFns<Message> = {
 };
 
 function createBaseAppendMessagesRequest(): AppendMessagesRequest {
-  return { sessionId: "", messages: [] };
+  return { sessionId: "", messages: [], expectedVersion: undefined, statePatch: undefined };
 }
 
 export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
@@ -2646,6 +3501,12 @@ export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
     }
     for (const v of message.messages) {
       Message.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.expectedVersion !== undefined) {
+      writer.uint32(24).int64(message.expectedVersion);
+    }
+    if (message.statePatch !== undefined) {
+      Struct.encode(Struct.wrap(message.statePatch), writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2679,6 +3540,22 @@ export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
             message.messages.push(Message.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expectedVersion = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.statePatch = Struct.unwrap(Struct.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2699,6 +3576,16 @@ export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
         ? globalThis.String(object.session_id)
         : "",
       messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Message.fromJSON(e)) : [],
+      expectedVersion: isSet(object.expectedVersion)
+        ? globalThis.Number(object.expectedVersion)
+        : isSet(object.expected_version)
+        ? globalThis.Number(object.expected_version)
+        : undefined,
+      statePatch: isObject(object.statePatch)
+        ? object.statePatch
+        : isObject(object.state_patch)
+        ? object.state_patch
+        : undefined,
     };
   },
 
@@ -2710,6 +3597,12 @@ export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => Message.toJSON(e));
     }
+    if (message.expectedVersion !== undefined) {
+      obj.expectedVersion = Math.round(message.expectedVersion);
+    }
+    if (message.statePatch !== undefined) {
+      obj.statePatch = message.statePatch;
+    }
     return obj;
   },
 
@@ -2720,18 +3613,23 @@ export const AppendMessagesRequest: MessageFns<AppendMessagesRequest> = {
     const message = createBaseAppendMessagesRequest();
     message.sessionId = object.sessionId ?? "";
     message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    message.expectedVersion = object.expectedVersion ?? undefined;
+    message.statePatch = object.statePatch ?? undefined;
     return message;
   },
 };
 
 function createBaseAppendMessagesResponse(): AppendMessagesResponse {
-  return { messages: [] };
+  return { messages: [], session: undefined };
 }
 
 export const AppendMessagesResponse: MessageFns<AppendMessagesResponse> = {
   encode(message: AppendMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.messages) {
       Message.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.session !== undefined) {
+      Session.encode(message.session, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2757,6 +3655,14 @@ export const AppendMessagesResponse: MessageFns<AppendMessagesResponse> = {
             message.messages.push(Message.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.session = Session.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2772,6 +3678,7 @@ export const AppendMessagesResponse: MessageFns<AppendMessagesResponse> = {
   fromJSON(object: any): AppendMessagesResponse {
     return {
       messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Message.fromJSON(e)) : [],
+      session: isSet(object.session) ? Session.fromJSON(object.session) : undefined,
     };
   },
 
@@ -2779,6 +3686,9 @@ export const AppendMessagesResponse: MessageFns<AppendMessagesResponse> = {
     const obj: any = {};
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => Message.toJSON(e));
+    }
+    if (message.session !== undefined) {
+      obj.session = Session.toJSON(message.session);
     }
     return obj;
   },
@@ -2789,12 +3699,15 @@ export const AppendMessagesResponse: MessageFns<AppendMessagesResponse> = {
   fromPartial<I extends Exact<DeepPartial<AppendMessagesResponse>, I>>(object: I): AppendMessagesResponse {
     const message = createBaseAppendMessagesResponse();
     message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    message.session = (object.session !== undefined && object.session !== null)
+      ? Session.fromPartial(object.session)
+      : undefined;
     return message;
   },
 };
 
 function createBaseListMessagesRequest(): ListMessagesRequest {
-  return { sessionId: "", afterSequence: 0, pageSize: 0, pageToken: "" };
+  return { sessionId: "", afterSequence: 0, pageSize: 0, pageToken: "", roles: [] };
 }
 
 export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
@@ -2810,6 +3723,9 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(34).string(message.pageToken);
+    }
+    for (const v of message.roles) {
+      writer.uint32(42).string(v!);
     }
     return writer;
   },
@@ -2859,6 +3775,14 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.roles.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2893,6 +3817,9 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      roles: globalThis.Array.isArray(object?.roles)
+        ? object.roles.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2910,6 +3837,9 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.roles?.length) {
+      obj.roles = message.roles;
+    }
     return obj;
   },
 
@@ -2922,6 +3852,7 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
     message.afterSequence = object.afterSequence ?? 0;
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.roles = object.roles?.map((e) => e) || [];
     return message;
   },
 };
@@ -3015,6 +3946,326 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
   },
 };
 
+function createBaseDeleteMessagesRequest(): DeleteMessagesRequest {
+  return { sessionId: "", beforeSequence: 0 };
+}
+
+export const DeleteMessagesRequest: MessageFns<DeleteMessagesRequest> = {
+  encode(message: DeleteMessagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.beforeSequence !== 0) {
+      writer.uint32(16).int64(message.beforeSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteMessagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteMessagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.beforeSequence = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteMessagesRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      beforeSequence: isSet(object.beforeSequence)
+        ? globalThis.Number(object.beforeSequence)
+        : isSet(object.before_sequence)
+        ? globalThis.Number(object.before_sequence)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteMessagesRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.beforeSequence !== 0) {
+      obj.beforeSequence = Math.round(message.beforeSequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteMessagesRequest>, I>>(base?: I): DeleteMessagesRequest {
+    return DeleteMessagesRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteMessagesRequest>, I>>(object: I): DeleteMessagesRequest {
+    const message = createBaseDeleteMessagesRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.beforeSequence = object.beforeSequence ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteMessagesResponse(): DeleteMessagesResponse {
+  return { deletedCount: 0 };
+}
+
+export const DeleteMessagesResponse: MessageFns<DeleteMessagesResponse> = {
+  encode(message: DeleteMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deletedCount !== 0) {
+      writer.uint32(8).int64(message.deletedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteMessagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteMessagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deletedCount = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteMessagesResponse {
+    return {
+      deletedCount: isSet(object.deletedCount)
+        ? globalThis.Number(object.deletedCount)
+        : isSet(object.deleted_count)
+        ? globalThis.Number(object.deleted_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteMessagesResponse): unknown {
+    const obj: any = {};
+    if (message.deletedCount !== 0) {
+      obj.deletedCount = Math.round(message.deletedCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteMessagesResponse>, I>>(base?: I): DeleteMessagesResponse {
+    return DeleteMessagesResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteMessagesResponse>, I>>(object: I): DeleteMessagesResponse {
+    const message = createBaseDeleteMessagesResponse();
+    message.deletedCount = object.deletedCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseImportSessionsRequest(): ImportSessionsRequest {
+  return { sessions: [], messages: [] };
+}
+
+export const ImportSessionsRequest: MessageFns<ImportSessionsRequest> = {
+  encode(message: ImportSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      Session.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.messages) {
+      Message.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(Session.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.messages.push(Message.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportSessionsRequest {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions) ? object.sessions.map((e: any) => Session.fromJSON(e)) : [],
+      messages: globalThis.Array.isArray(object?.messages) ? object.messages.map((e: any) => Message.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImportSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => Session.toJSON(e));
+    }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => Message.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportSessionsRequest>, I>>(base?: I): ImportSessionsRequest {
+    return ImportSessionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportSessionsRequest>, I>>(object: I): ImportSessionsRequest {
+    const message = createBaseImportSessionsRequest();
+    message.sessions = object.sessions?.map((e) => Session.fromPartial(e)) || [];
+    message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseImportSessionsResponse(): ImportSessionsResponse {
+  return { sessions: [] };
+}
+
+export const ImportSessionsResponse: MessageFns<ImportSessionsResponse> = {
+  encode(message: ImportSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.sessions) {
+      Session.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImportSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessions.push(Session.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImportSessionsResponse {
+    return {
+      sessions: globalThis.Array.isArray(object?.sessions) ? object.sessions.map((e: any) => Session.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ImportSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.sessions?.length) {
+      obj.sessions = message.sessions.map((e) => Session.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImportSessionsResponse>, I>>(base?: I): ImportSessionsResponse {
+    return ImportSessionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImportSessionsResponse>, I>>(object: I): ImportSessionsResponse {
+    const message = createBaseImportSessionsResponse();
+    message.sessions = object.sessions?.map((e) => Session.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** Sessions: versioned JSON state with optimistic locking, and message history. */
 export type SessionServiceService = typeof SessionServiceService;
 export const SessionServiceService = {
@@ -3031,6 +4282,10 @@ export const SessionServiceService = {
     responseSerialize: (value: Session): Buffer => Buffer.from(Session.encode(value).finish()),
     responseDeserialize: (value: Buffer): Session => Session.decode(value),
   },
+  /**
+   * With version set, that version from the session's history: NOT_FOUND
+   * with reason VERSION_PRUNED once history no longer holds it.
+   */
   getSession: {
     path: "/cairn.v1.SessionService/GetSession" as const,
     requestStream: false as const,
@@ -3040,10 +4295,39 @@ export const SessionServiceService = {
     responseSerialize: (value: Session): Buffer => Buffer.from(Session.encode(value).finish()),
     responseDeserialize: (value: Buffer): Session => Session.decode(value),
   },
+  /** The versions history holds, newest first (the current one included). */
+  listSessionVersions: {
+    path: "/cairn.v1.SessionService/ListSessionVersions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListSessionVersionsRequest): Buffer =>
+      Buffer.from(ListSessionVersionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListSessionVersionsRequest => ListSessionVersionsRequest.decode(value),
+    responseSerialize: (value: ListSessionVersionsResponse): Buffer =>
+      Buffer.from(ListSessionVersionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListSessionVersionsResponse => ListSessionVersionsResponse.decode(value),
+  },
+  /**
+   * A new session (version 1, ACTIVE) from a version of another: its agent_id,
+   * user_id, labels, metadata and state at that version, and copies of its
+   * messages up to up_to_sequence renumbered from 1. ALREADY_EXISTS if
+   * new_session_id is taken.
+   */
+  forkSession: {
+    path: "/cairn.v1.SessionService/ForkSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForkSessionRequest): Buffer => Buffer.from(ForkSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForkSessionRequest => ForkSessionRequest.decode(value),
+    responseSerialize: (value: Session): Buffer => Buffer.from(Session.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Session => Session.decode(value),
+  },
   /**
    * Updates the fields named by update_mask (empty mask: status, labels,
    * metadata, state, user_id). ABORTED VERSION_CONFLICT when expected_version
-   * is set and differs from the stored version.
+   * is set and differs from the stored version. state_patch merges into the
+   * stored state in the database (RFC 7386); allow_missing creates the
+   * session when it does not exist (upsert).
    */
   updateSession: {
     path: "/cairn.v1.SessionService/UpdateSession" as const,
@@ -3053,6 +4337,21 @@ export const SessionServiceService = {
     requestDeserialize: (value: Buffer): UpdateSessionRequest => UpdateSessionRequest.decode(value),
     responseSerialize: (value: Session): Buffer => Buffer.from(Session.encode(value).finish()),
     responseDeserialize: (value: Buffer): Session => Session.decode(value),
+  },
+  /**
+   * Atomic: every update is applied or none is, each with its own
+   * expected_version (and allow_missing).
+   */
+  batchUpdateSessions: {
+    path: "/cairn.v1.SessionService/BatchUpdateSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchUpdateSessionsRequest): Buffer =>
+      Buffer.from(BatchUpdateSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchUpdateSessionsRequest => BatchUpdateSessionsRequest.decode(value),
+    responseSerialize: (value: BatchUpdateSessionsResponse): Buffer =>
+      Buffer.from(BatchUpdateSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchUpdateSessionsResponse => BatchUpdateSessionsResponse.decode(value),
   },
   /**
    * Deletes the session with its messages, resolutions, the traces it alone
@@ -3158,6 +4457,36 @@ export const SessionServiceService = {
       Buffer.from(ListMessagesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListMessagesResponse => ListMessagesResponse.decode(value),
   },
+  /**
+   * Clears history: deletes the messages before before_sequence (all with 0).
+   * The session and its version stay; sequences are never reused.
+   */
+  deleteMessages: {
+    path: "/cairn.v1.SessionService/DeleteMessages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteMessagesRequest): Buffer =>
+      Buffer.from(DeleteMessagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteMessagesRequest => DeleteMessagesRequest.decode(value),
+    responseSerialize: (value: DeleteMessagesResponse): Buffer =>
+      Buffer.from(DeleteMessagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteMessagesResponse => DeleteMessagesResponse.decode(value),
+  },
+  /**
+   * Admin: migrates existing sessions and messages, keeping their times,
+   * status, version and sequences. Atomic; ALREADY_EXISTS if an id is taken.
+   */
+  importSessions: {
+    path: "/cairn.v1.SessionService/ImportSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ImportSessionsRequest): Buffer =>
+      Buffer.from(ImportSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ImportSessionsRequest => ImportSessionsRequest.decode(value),
+    responseSerialize: (value: ImportSessionsResponse): Buffer =>
+      Buffer.from(ImportSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ImportSessionsResponse => ImportSessionsResponse.decode(value),
+  },
 } as const;
 
 export interface SessionServiceServer extends UntypedServiceImplementation {
@@ -3166,13 +4495,33 @@ export interface SessionServiceServer extends UntypedServiceImplementation {
    * with the same request_id (within 24 h) returns the first result.
    */
   createSession: handleUnaryCall<CreateSessionRequest, Session>;
+  /**
+   * With version set, that version from the session's history: NOT_FOUND
+   * with reason VERSION_PRUNED once history no longer holds it.
+   */
   getSession: handleUnaryCall<GetSessionRequest, Session>;
+  /** The versions history holds, newest first (the current one included). */
+  listSessionVersions: handleUnaryCall<ListSessionVersionsRequest, ListSessionVersionsResponse>;
+  /**
+   * A new session (version 1, ACTIVE) from a version of another: its agent_id,
+   * user_id, labels, metadata and state at that version, and copies of its
+   * messages up to up_to_sequence renumbered from 1. ALREADY_EXISTS if
+   * new_session_id is taken.
+   */
+  forkSession: handleUnaryCall<ForkSessionRequest, Session>;
   /**
    * Updates the fields named by update_mask (empty mask: status, labels,
    * metadata, state, user_id). ABORTED VERSION_CONFLICT when expected_version
-   * is set and differs from the stored version.
+   * is set and differs from the stored version. state_patch merges into the
+   * stored state in the database (RFC 7386); allow_missing creates the
+   * session when it does not exist (upsert).
    */
   updateSession: handleUnaryCall<UpdateSessionRequest, Session>;
+  /**
+   * Atomic: every update is applied or none is, each with its own
+   * expected_version (and allow_missing).
+   */
+  batchUpdateSessions: handleUnaryCall<BatchUpdateSessionsRequest, BatchUpdateSessionsResponse>;
   /**
    * Deletes the session with its messages, resolutions, the traces it alone
    * owns and its session-scoped entries, in one transaction; its jobs are
@@ -3193,6 +4542,16 @@ export interface SessionServiceServer extends UntypedServiceImplementation {
   appendMessages: handleUnaryCall<AppendMessagesRequest, AppendMessagesResponse>;
   /** Messages in ascending sequence. */
   listMessages: handleUnaryCall<ListMessagesRequest, ListMessagesResponse>;
+  /**
+   * Clears history: deletes the messages before before_sequence (all with 0).
+   * The session and its version stay; sequences are never reused.
+   */
+  deleteMessages: handleUnaryCall<DeleteMessagesRequest, DeleteMessagesResponse>;
+  /**
+   * Admin: migrates existing sessions and messages, keeping their times,
+   * status, version and sequences. Atomic; ALREADY_EXISTS if an id is taken.
+   */
+  importSessions: handleUnaryCall<ImportSessionsRequest, ImportSessionsResponse>;
 }
 
 export interface SessionServiceClient extends Client {
@@ -3215,6 +4574,10 @@ export interface SessionServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Session) => void,
   ): ClientUnaryCall;
+  /**
+   * With version set, that version from the session's history: NOT_FOUND
+   * with reason VERSION_PRUNED once history no longer holds it.
+   */
   getSession(
     request: GetSessionRequest,
     callback: (error: ServiceError | null, response: Session) => void,
@@ -3230,10 +4593,49 @@ export interface SessionServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Session) => void,
   ): ClientUnaryCall;
+  /** The versions history holds, newest first (the current one included). */
+  listSessionVersions(
+    request: ListSessionVersionsRequest,
+    callback: (error: ServiceError | null, response: ListSessionVersionsResponse) => void,
+  ): ClientUnaryCall;
+  listSessionVersions(
+    request: ListSessionVersionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListSessionVersionsResponse) => void,
+  ): ClientUnaryCall;
+  listSessionVersions(
+    request: ListSessionVersionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListSessionVersionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A new session (version 1, ACTIVE) from a version of another: its agent_id,
+   * user_id, labels, metadata and state at that version, and copies of its
+   * messages up to up_to_sequence renumbered from 1. ALREADY_EXISTS if
+   * new_session_id is taken.
+   */
+  forkSession(
+    request: ForkSessionRequest,
+    callback: (error: ServiceError | null, response: Session) => void,
+  ): ClientUnaryCall;
+  forkSession(
+    request: ForkSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Session) => void,
+  ): ClientUnaryCall;
+  forkSession(
+    request: ForkSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Session) => void,
+  ): ClientUnaryCall;
   /**
    * Updates the fields named by update_mask (empty mask: status, labels,
    * metadata, state, user_id). ABORTED VERSION_CONFLICT when expected_version
-   * is set and differs from the stored version.
+   * is set and differs from the stored version. state_patch merges into the
+   * stored state in the database (RFC 7386); allow_missing creates the
+   * session when it does not exist (upsert).
    */
   updateSession(
     request: UpdateSessionRequest,
@@ -3249,6 +4651,25 @@ export interface SessionServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Session) => void,
+  ): ClientUnaryCall;
+  /**
+   * Atomic: every update is applied or none is, each with its own
+   * expected_version (and allow_missing).
+   */
+  batchUpdateSessions(
+    request: BatchUpdateSessionsRequest,
+    callback: (error: ServiceError | null, response: BatchUpdateSessionsResponse) => void,
+  ): ClientUnaryCall;
+  batchUpdateSessions(
+    request: BatchUpdateSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchUpdateSessionsResponse) => void,
+  ): ClientUnaryCall;
+  batchUpdateSessions(
+    request: BatchUpdateSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchUpdateSessionsResponse) => void,
   ): ClientUnaryCall;
   /**
    * Deletes the session with its messages, resolutions, the traces it alone
@@ -3395,6 +4816,44 @@ export interface SessionServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListMessagesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Clears history: deletes the messages before before_sequence (all with 0).
+   * The session and its version stay; sequences are never reused.
+   */
+  deleteMessages(
+    request: DeleteMessagesRequest,
+    callback: (error: ServiceError | null, response: DeleteMessagesResponse) => void,
+  ): ClientUnaryCall;
+  deleteMessages(
+    request: DeleteMessagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteMessagesResponse) => void,
+  ): ClientUnaryCall;
+  deleteMessages(
+    request: DeleteMessagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteMessagesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: migrates existing sessions and messages, keeping their times,
+   * status, version and sequences. Atomic; ALREADY_EXISTS if an id is taken.
+   */
+  importSessions(
+    request: ImportSessionsRequest,
+    callback: (error: ServiceError | null, response: ImportSessionsResponse) => void,
+  ): ClientUnaryCall;
+  importSessions(
+    request: ImportSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ImportSessionsResponse) => void,
+  ): ClientUnaryCall;
+  importSessions(
+    request: ImportSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ImportSessionsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,13 @@
+-- Up Migration
+-- List's and Count's value_contains (json_value @> ...), served by a GIN
+-- index as sessions' state_contains is (jsonb_path_ops: containment is the
+-- only operator the filter uses, and it makes a smaller, faster index).
+--
+-- Namespace-scoped, unlike the session indexes: the indexed document is the
+-- value under its namespace, {"<namespace>": json_value}. A GIN index cannot
+-- lead with a btree column without the btree_gin extension, but nesting puts
+-- the namespace into every path jsonb_path_ops hashes, so a lookup reads
+-- only its own namespace's entries. src/keyvalue/store.ts queries this exact
+-- expression (VALUE_IN_NAMESPACE). Entries holding bytes (json_value NULL)
+-- never match: jsonb_set is strict.
+CREATE INDEX kv_entries_value_idx ON kv_entries USING gin (jsonb_set('{}', ARRAY[namespace], json_value) jsonb_path_ops);
