@@ -11,7 +11,7 @@ import { Database, type Queryable } from "../src/db/database.js";
 import { createPool } from "../src/db/pool.js";
 import { enqueueAll } from "../src/jobs/enqueue.js";
 import { putEntry } from "../src/keyvalue/writes.js";
-import { applyUpdates } from "../src/sessions/store.js";
+import { applyUpdates } from "../src/sessions/updates.js";
 import { startBenchEnvironment } from "./environment.js";
 import { compare, formatTable } from "./measure.js";
 

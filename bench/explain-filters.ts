@@ -24,7 +24,7 @@ import * as keyValue from "../src/keyvalue/store.js";
 import { createLogger } from "../src/logger.js";
 import * as resolutions from "../src/resolutions/store.js";
 import { listMessages } from "../src/sessions/messages.js";
-import * as sessions from "../src/sessions/store.js";
+import * as sessions from "../src/sessions/queries.js";
 import * as traces from "../src/traces/store.js";
 
 const ROWS = Number(process.env.ROWS ?? 300_000);

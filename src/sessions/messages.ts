@@ -8,15 +8,8 @@ import { type Fields, selectList } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
 import { jsonSize, type Page, type PageLimits, type Paged, pagedSql, rowSize, type Sizes, textSize, toPage } from "../db/pages.js";
 import { notFound } from "../errors.js";
-import {
-  FIELDS as SESSION_FIELDS,
-  getSession,
-  type JsonObject,
-  mergedStateTooLarge,
-  missOrConflict,
-  type SessionRecord,
-  type StateMerge,
-} from "./store.js";
+import { FIELDS as SESSION_FIELDS, getSession, type JsonObject, missOrConflict, type SessionRecord } from "./store.js";
+import { mergedStateTooLarge, type StateMerge } from "./updates.js";
 
 export interface NewMessage {
   role: string;

@@ -2,9 +2,11 @@
 // own plan functions, store functions and toWire conversions, so
 // state_patch, allow_missing, expected_version and request ids behave in a
 // commit as they do in the single methods.
-import { planMessageAppend, planSessionDelete, planSessionUpdate, toSessionCreate, toWireAppended, toWireSession } from "../sessions/service.js";
 import { appendMessages } from "../sessions/messages.js";
-import { createSessions, deleteSession, updateSessions } from "../sessions/store.js";
+import { planMessageAppend, planSessionDelete, planSessionUpdate, toSessionCreate } from "../sessions/requests.js";
+import { createSessions, deleteSession } from "../sessions/store.js";
+import { updateSessions } from "../sessions/updates.js";
+import { toWireAppended, toWireSession } from "../sessions/wire.js";
 import type { Planner } from "./operations.js";
 
 const createSession: Planner<"createSession"> = (v, request, at, locks, { limits }) => {
