@@ -6,7 +6,13 @@
 //  2. Subscriber lag: 50 subscribers, each tailing its own trace (an agent
 //     following its run), while 2,000 events/s are ingested across those
 //     traces; lag = delivery time - send time, so it includes the commit.
+// Both against NATS JetStream 2.9 when installed (see peers/nats.ts), with
+// the same events as JSON messages, one subject per trace: (1) acknowledged
+// publishes, each batch's 500 sent at once and awaited, two batches in flight
+// per publisher, and (2) 50 ordered consumers (one subject each, from now,
+// no acks) while the same 100 events every 50 ms are published and awaited.
 import { CairnClient, type SubscribeEventsResponse } from "@cairn/client";
+import { DeliverPolicy, type JetStreamClient, JSONCodec } from "nats";
 import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
@@ -15,6 +21,7 @@ import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { startBenchEnvironment } from "./environment.js";
 import { formatTable } from "./measure.js";
+import { startJetStream, TRACE_STREAM, traceSubject } from "./peers/nats.js";
 
 const STREAMS = 4;
 const BATCH = 500;
@@ -26,6 +33,11 @@ const LAG_SECONDS = Number(process.env.BENCH_LAG_SECONDS ?? 10);
 
 function payload(i: number) {
   return { tool: "search", args: { q: `query ${i}`, limit: 10 }, result: { hits: i % 17, ms: 12.5 }, tags: ["agent", "bench"] };
+}
+
+/** Event `i` of stream `s`'s batches: each stream writes its own TRACES_PER_STREAM traces. */
+function ingestEvent(s: number, i: number) {
+  return { traceId: `bench-${s}-${i % TRACES_PER_STREAM}`, sessionId: `session-${s}`, eventType: "tool.call", payload: payload(i) };
 }
 
 async function ingestThroughput(client: CairnClient): Promise<number> {
@@ -41,18 +53,31 @@ async function ingestThroughput(client: CairnClient): Promise<number> {
       });
       const failed = new Promise((_, reject) => call.on("error", reject));
       for (let b = 0; b < BATCHES_PER_STREAM; b++) {
-        const events = Array.from({ length: BATCH }, (_, i) => ({
-          traceId: `bench-${s}-${i % TRACES_PER_STREAM}`,
-          sessionId: `session-${s}`,
-          eventType: "tool.call",
-          payload: payload(i),
-        }));
+        const events = Array.from({ length: BATCH }, (_, i) => ingestEvent(s, i));
         call.write({ batchId: `s${s}-b${b}`, events });
         // At most two batches in flight per stream.
         while (b + 1 - acked > 2) await Promise.race([new Promise<void>((r) => (wake = r)), failed]);
       }
       call.end();
       while (acked < BATCHES_PER_STREAM) await Promise.race([new Promise<void>((r) => (wake = r)), failed]);
+    }),
+  );
+  return (STREAMS * BATCHES_PER_STREAM * BATCH) / ((performance.now() - started) / 1000);
+}
+
+/** The same events published to JetStream, every publish acknowledged. */
+async function jetStreamPublishThroughput(js: JetStreamClient): Promise<number> {
+  const codec = JSONCodec();
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: STREAMS }, async (_, s) => {
+      const inFlight: Promise<unknown>[] = [];
+      for (let b = 0; b < BATCHES_PER_STREAM; b++) {
+        const events = Array.from({ length: BATCH }, (_, i) => ingestEvent(s, i));
+        inFlight.push(Promise.all(events.map((event) => js.publish(traceSubject(event.traceId), codec.encode(event)))));
+        if (inFlight.length > 2) await inFlight.shift();
+      }
+      await Promise.all(inFlight);
     }),
   );
   return (STREAMS * BATCHES_PER_STREAM * BATCH) / ((performance.now() - started) / 1000);
@@ -98,18 +123,31 @@ async function rawCopyThroughput(databaseUrl: string): Promise<number> {
   return (STREAMS * BATCHES_PER_STREAM * BATCH) / ((performance.now() - started) / 1000);
 }
 
-async function subscriberLag(client: CairnClient): Promise<{ p50: number; p99: number; delivered: number; sent: number }> {
-  const lags: number[] = [];
-  const subs = Array.from({ length: SUBSCRIBERS }, (_, i) => {
-    const stream = client.traces.subscribeEvents({ traceId: `lag-${i}`, fromNow: true });
-    stream.on("data", (m: SubscribeEventsResponse) => {
-      if (m.message?.$case === "event") lags.push(performance.timeOrigin + performance.now() - (m.message.value.payload!.sentAt as number));
-    });
-    stream.on("error", () => {});
-    return stream;
-  });
-  await new Promise((r) => setTimeout(r, 1000));
-  const perTick = LAG_RATE / 20; // 20 appends per second
+interface Lag {
+  p50: number;
+  p99: number;
+  delivered: number;
+  sent: number;
+}
+
+interface LagEvent {
+  traceId: string;
+  eventType: string;
+  payload: { sentAt: number; i: number };
+}
+
+const wallClock = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * LAG_RATE events a second across the subscribers' traces, 20 sends a second
+ * (each awaited, then a pause to its 50 ms slot), for LAG_SECONDS, after a
+ * second for the subscriptions to settle and before one for the last
+ * deliveries; `lags` (ms, filled by the subscribers meanwhile) summarized.
+ */
+async function runLag(send: (events: LagEvent[]) => Promise<unknown>, lags: number[]): Promise<Lag> {
+  await sleep(1000);
+  const perTick = LAG_RATE / 20;
   let sent = 0;
   const end = performance.now() + LAG_SECONDS * 1000;
   for (let tick = 0; performance.now() < end; tick++) {
@@ -117,14 +155,13 @@ async function subscriberLag(client: CairnClient): Promise<{ p50: number; p99: n
     const events = Array.from({ length: perTick }, (_, i) => ({
       traceId: `lag-${(tick * perTick + i) % SUBSCRIBERS}`,
       eventType: "step",
-      payload: { sentAt: performance.timeOrigin + performance.now(), i },
+      payload: { sentAt: wallClock(), i },
     }));
-    await client.traces.appendEvents({ events });
+    await send(events);
     sent += events.length;
-    await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+    await sleep(Math.max(0, due - performance.now()));
   }
-  await new Promise((r) => setTimeout(r, 1000));
-  for (const s of subs) s.cancel();
+  await sleep(1000);
   const sorted = Float64Array.from(lags).sort();
   return {
     p50: sorted[Math.floor(sorted.length * 0.5)]!,
@@ -134,28 +171,71 @@ async function subscriberLag(client: CairnClient): Promise<{ p50: number; p99: n
   };
 }
 
+async function subscriberLag(client: CairnClient): Promise<Lag> {
+  const lags: number[] = [];
+  const subs = Array.from({ length: SUBSCRIBERS }, (_, i) => {
+    const stream = client.traces.subscribeEvents({ traceId: `lag-${i}`, fromNow: true });
+    stream.on("data", (m: SubscribeEventsResponse) => {
+      if (m.message?.$case === "event") lags.push(wallClock() - (m.message.value.payload!.sentAt as number));
+    });
+    stream.on("error", () => {});
+    return stream;
+  });
+  const lag = await runLag((events) => client.traces.appendEvents({ events }), lags);
+  for (const s of subs) s.cancel();
+  return lag;
+}
+
+async function jetStreamConsumerLag(js: JetStreamClient): Promise<Lag> {
+  const codec = JSONCodec<LagEvent>();
+  const lags: number[] = [];
+  const consumers = await Promise.all(
+    Array.from({ length: SUBSCRIBERS }, async (_, i) => {
+      const consumer = await js.consumers.get(TRACE_STREAM, { filterSubjects: traceSubject(`lag-${i}`), deliver_policy: DeliverPolicy.New });
+      return consumer.consume({ callback: (m) => lags.push(wallClock() - codec.decode(m.data).payload.sentAt) });
+    }),
+  );
+  const lag = await runLag(
+    (events) => Promise.all(events.map((event) => js.publish(traceSubject(event.traceId), codec.encode(event)))),
+    lags,
+  );
+  await Promise.all(consumers.map((c) => c.close()));
+  return lag;
+}
+
 export async function benchTraces(): Promise<void> {
   const env = await startBenchEnvironment();
   const client = new CairnClient(env.cairnAddress);
+  const jetStream = await startJetStream();
   try {
     const cairn = await ingestThroughput(client);
     const raw = await rawCopyThroughput(env.databaseUrl);
+    const peer = jetStream && (await jetStreamPublishThroughput(jetStream.js));
     const lag = await subscriberLag(client);
-    console.log(`\ntraces benchmark (node ${process.version})\n`);
+    const peerLag = jetStream && (await jetStreamConsumerLag(jetStream.js));
+    const events = String(STREAMS * BATCHES_PER_STREAM * BATCH);
+    const percent = (of: number) => `${((100 * cairn) / of).toFixed(0)}%`;
+    console.log(`\ntraces benchmark (node ${process.version}${jetStream ? `, NATS JetStream ${jetStream.version}` : ""})\n`);
     console.log(
       formatTable([
         ["ingestion", "streams", "batch", "events", "events/s"],
-        ["cairn IngestEvents", String(STREAMS), String(BATCH), String(STREAMS * BATCHES_PER_STREAM * BATCH), cairn.toFixed(0)],
-        ["raw pg COPY", String(STREAMS), String(BATCH), String(STREAMS * BATCHES_PER_STREAM * BATCH), raw.toFixed(0)],
-        ["cairn/raw", "", "", "", `${((100 * cairn) / raw).toFixed(0)}%`],
+        ["cairn IngestEvents", String(STREAMS), String(BATCH), events, cairn.toFixed(0)],
+        ["raw pg COPY", String(STREAMS), String(BATCH), events, raw.toFixed(0)],
+        ...(peer ? [["JetStream publish, acked", String(STREAMS), String(BATCH), events, peer.toFixed(0)]] : []),
+        ["cairn/raw", "", "", "", percent(raw)],
+        ...(peer ? [["cairn/jetstream", "", "", "", percent(peer)]] : []),
       ]),
     );
-    console.log(
-      `\nsubscriber lag: ${SUBSCRIBERS} subscribers (one trace each), ${LAG_RATE} events/s for ${LAG_SECONDS} s: ` +
-        `p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms (${lag.delivered}/${lag.sent} delivered)`,
-    );
+    const line = (what: string, l: Lag) => `${what}: p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms (${l.delivered}/${l.sent} delivered)`;
+    console.log(`\nsubscriber lag: ${SUBSCRIBERS} subscribers (one trace each), ${LAG_RATE} events/s for ${LAG_SECONDS} s in 20 sends/s`);
+    console.log(line("  cairn SubscribeEvents", lag));
+    if (peerLag) {
+      console.log(line("  JetStream ordered consumers", peerLag));
+      console.log(`  cairn/jetstream: p50 ${(lag.p50 / peerLag.p50).toFixed(1)}×, p99 ${(lag.p99 / peerLag.p99).toFixed(1)}×`);
+    }
   } finally {
     client.close();
     await env.close();
+    await jetStream?.close();
   }
 }
