@@ -17,12 +17,18 @@
 //    per group: pg-boss's `singleton` queue policy (one active job per
 //    singletonKey) and graphile-worker's named queues (queue_name: a
 //    queue's jobs run one at a time). Neither has fairness or a per-group
-//    limit above 1.
+//    limit above 1. Each flow row's queue is ANALYZEd once filled, as a
+//    database in service would have it.
+// BENCH_JOBS_ONLY=flow runs Cairn's flow rows alone (BENCH_FLOW_ROWS picks
+// some, BENCH_ROUNDS repeats them in turn; each row's median, range and the
+// CPU its jobs cost the daemon, PostgreSQL and the benchmark).
 import { CairnClient, type JobLease } from "@cairn/client";
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
 import PgBoss from "pg-boss";
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { startBenchEnvironment } from "./environment.js";
+import pg from "pg";
+import { type BenchEnvironment, startBenchEnvironment } from "./environment.js";
 import { formatTable, measure } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -32,6 +38,8 @@ const GROUPS = 100;
 const WORKERS = 4;
 const LEASE_BATCH = 500;
 const FLOW_BATCH = 100;
+/** BENCH_JOBS_ONLY=flow: only Cairn's flow-control rows (the reference without a config included), for quick comparisons. */
+const FLOW_ONLY = process.env.BENCH_JOBS_ONLY === "flow";
 
 /** How a processing run over GROUPS groups is set up: Cairn's QueueConfig ({}: none); the peers only do perGroup 1. */
 interface Flow {
@@ -47,8 +55,12 @@ interface System {
   process(n: number): Promise<number>;
   /** Enqueue-to-start latencies (ms) of jobs enqueued one at a time while a worker waits. */
   latency(count: number): Promise<number[]>;
-  /** As process, the jobs spread over GROUPS groups, under `flow`; absent when the system has no equivalent. */
-  processFlow?(n: number, flow: Flow): Promise<number>;
+  /**
+   * As process, the jobs spread over GROUPS groups, under `flow`; absent
+   * when the system has no equivalent. `settle` runs between filling the
+   * queue and processing it.
+   */
+  processFlow?(n: number, flow: Flow, settle: () => Promise<void>): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -60,7 +72,13 @@ async function fill(enqueueBatch: (n: number) => Promise<unknown>, n: number) {
   for (let done = 0; done < n; done += 1000) await enqueueBatch(Math.min(1000, n - done));
 }
 
-function cairn(address: string): System {
+/** Told when a drain starts and ends (the flow-only run's CPU accounting). */
+interface DrainMeter {
+  start(): Promise<void>;
+  stop(jobs: number): Promise<void>;
+}
+
+function cairn(address: string, meter?: DrainMeter): System {
   const client = new CairnClient(address);
   let round = 0;
   /**
@@ -71,6 +89,7 @@ function cairn(address: string): System {
   async function drain(queue: string, n: number, batch: number): Promise<number> {
     let processed = 0;
     let finished = 0;
+    await meter?.start();
     const started = performance.now();
     await Promise.all(
       Array.from({ length: WORKERS }, async (_, w) => {
@@ -89,6 +108,7 @@ function cairn(address: string): System {
         }
       }),
     );
+    await meter?.stop(processed);
     return processed / ((finished - started) / 1000);
   }
   return {
@@ -100,13 +120,14 @@ function cairn(address: string): System {
       await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => ({ job: { queue, payload: payload(i) } })) }), n);
       return drain(queue, n, LEASE_BATCH);
     },
-    async processFlow(n, flow) {
+    async processFlow(n, flow, settle) {
       const queue = `flow-${++round}`;
       if (flow.fair || flow.perGroup) {
         await client.jobs.updateQueueConfig({ config: { queue, fair: flow.fair ?? false, maxRunningPerGroup: flow.perGroup ?? 0 } });
       }
       const job = (i: number) => ({ job: { queue, payload: payload(i), groupKey: `tenant-${i % GROUPS}` } });
       await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => job(i)) }), n);
+      await settle();
       return drain(queue, n, FLOW_BATCH);
     },
     async latency(count) {
@@ -185,13 +206,14 @@ async function pgBoss(databaseUrl: string): Promise<System> {
       await fill((k) => boss.insert(Array.from({ length: k }, (_, i) => ({ name: queue, data: payload(i) }))), n);
       return drain(queue, n, LEASE_BATCH);
     },
-    async processFlow(n, flow) {
+    async processFlow(n, flow, settle) {
       if (flow.fair || flow.perGroup !== 1) throw new Error("pg-boss has no fairness, nor a per-key limit above 1");
       const queue = `flow-${++round}`;
       // singleton: at most one active job per singletonKey.
       await boss.createQueue(queue, { name: queue, policy: "singleton" });
       const job = (i: number) => ({ name: queue, data: payload(i), singletonKey: `tenant-${i % GROUPS}` });
       await fill((k) => boss.insert(Array.from({ length: k }, (_, i) => job(i))), n);
+      await settle();
       return drain(queue, n, FLOW_BATCH);
     },
     async latency(count) {
@@ -238,12 +260,13 @@ async function graphileWorker(databaseUrl: string): Promise<System> {
       await runUntil({ [task]: async () => void processed++ }, () => processed >= n, 300_000);
       return processed / ((performance.now() - started) / 1000);
     },
-    async processFlow(n, flow) {
+    async processFlow(n, flow, settle) {
       if (flow.fair || flow.perGroup !== 1) throw new Error("graphile-worker has no fairness, nor a per-queue limit above 1");
       const task = `flow_${++round}`;
       // A named queue runs its jobs one at a time: one per group.
       const job = (i: number) => ({ identifier: task, payload: payload(i), queueName: `${task}_tenant_${i % GROUPS}` });
       await fill((k) => utils.addJobs(Array.from({ length: k }, (_, i) => job(i))), n);
+      await settle();
       let processed = 0;
       const started = performance.now();
       await runUntil({ [task]: async () => void processed++ }, () => processed >= n, 300_000);
@@ -274,11 +297,118 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+/**
+ * Statistics for the queue just filled, as a database in service has them
+ * (a bench database is minutes old: before autovacuum's first ANALYZE, the
+ * planner guesses, and a plan cached then may pick the wrong index).
+ */
+async function analyze(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("ANALYZE");
+  } finally {
+    await client.end();
+  }
+}
+
 /** The flow-control rows, by result key: what Cairn runs (the peers run only perGroup 1). */
 const FLOWS: Record<string, Flow> = { grouped: {}, fair: { fair: true }, perGroup5: { perGroup: 5 }, perGroup1: { perGroup: 1 } };
 
+/** CPU time (ms) a process has used, from /proc (Linux); 0 once it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU per processed job while draining, by the daemon, the PostgreSQL
+ * processes (all of the cluster's: meant for the bench's own) and this
+ * process: what a shared machine's load does not change, unlike jobs/s.
+ */
+function cpuMeter(env: { pid: number; databaseUrl: string }) {
+  const sql = new pg.Pool({ connectionString: env.databaseUrl, max: 1 });
+  const pgPids = async () => (await sql.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity`)).rows.map((r) => r.pid);
+  let before = { daemon: 0, postgres: new Map<number, number>(), bench: 0 };
+  const usPerJob: Record<"daemon" | "postgres" | "bench", number[]> = { daemon: [], postgres: [], bench: [] };
+  const meter: DrainMeter = {
+    async start() {
+      const pids = await pgPids();
+      before = { daemon: cpuMs(env.pid), postgres: new Map(pids.map((p) => [p, cpuMs(p)])), bench: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000 };
+    },
+    async stop(jobs) {
+      let postgres = 0;
+      for (const p of new Set([...before.postgres.keys(), ...(await pgPids())])) postgres += Math.max(0, cpuMs(p) - (before.postgres.get(p) ?? 0));
+      const bench = process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000 - before.bench;
+      usPerJob.daemon.push(((cpuMs(env.pid) - before.daemon) * 1000) / jobs);
+      usPerJob.postgres.push((postgres * 1000) / jobs);
+      usPerJob.bench.push((bench * 1000) / jobs);
+    },
+  };
+  return { meter, usPerJob, close: () => sql.end() };
+}
+
+/**
+ * Cairn's flow-control rows alone, each as a share of the run without a
+ * config; BENCH_ROUNDS rounds of every row in turn (so a busy spell of a
+ * shared machine falls on every row), each row's median and range, and
+ * the CPU each job cost.
+ */
+async function benchFlowOnly(env: BenchEnvironment): Promise<void> {
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  const cpu = cpuMeter(env);
+  const c = cairn(env.cairnAddress, cpu.meter);
+  try {
+    const runs: Record<string, number[]> = {};
+    const cpuRuns: Record<string, { daemon: number; postgres: number; bench: number }[]> = {};
+    // BENCH_FLOW_ROWS: some of the rows (the reference is always run).
+    const only = process.env.BENCH_FLOW_ROWS?.split(",");
+    const flows = Object.entries(FLOWS).filter(([row]) => !only || row === "grouped" || only.includes(row));
+    for (let i = 0; i < rounds; i++) {
+      for (const [row, flow] of flows) {
+        (runs[row] ??= []).push(await c.processFlow!(BACKLOG, flow, () => analyze(env.databaseUrl)));
+        (cpuRuns[row] ??= []).push({ daemon: cpu.usPerJob.daemon.at(-1)!, postgres: cpu.usPerJob.postgres.at(-1)!, bench: cpu.usPerJob.bench.at(-1)! });
+      }
+    }
+    const median = (row: string) => percentile(runs[row]!, 50);
+    const range = (row: string) => `${Math.min(...runs[row]!).toFixed(0)}–${Math.max(...runs[row]!).toFixed(0)}`;
+    const cpuOf = (row: string, who: "daemon" | "postgres" | "bench") => percentile(cpuRuns[row]!.map((r) => r[who]), 50);
+    const cpuTotal = (row: string) => percentile(cpuRuns[row]!.map((r) => r.daemon + r.postgres + r.bench), 50);
+    console.log(`\njobs benchmark, flow control only (backlog ${BACKLOG}, ${GROUPS} groups, ${WORKERS} × ${FLOW_BATCH} per lease, median of ${rounds})\n`);
+    console.log(
+      formatTable([
+        ["row", "jobs/s", "range", "of no config", "CPU µs/job: daemon", "postgres", "bench", "total", "of no config"],
+        ...flows.map(([row]) => [
+          row,
+          median(row).toFixed(0),
+          range(row),
+          `${((100 * median(row)) / median("grouped")).toFixed(0)} %`,
+          ...(["daemon", "postgres", "bench"] as const).map((who) => cpuOf(row, who).toFixed(0)),
+          cpuTotal(row).toFixed(0),
+          `${((100 * cpuTotal(row)) / cpuTotal("grouped")).toFixed(0)} %`,
+        ]),
+      ]),
+    );
+  } finally {
+    await c.close();
+    await cpu.close();
+  }
+}
+
 export async function benchJobs(): Promise<void> {
   const env = await startBenchEnvironment();
+  if (FLOW_ONLY) {
+    try {
+      return await benchFlowOnly(env);
+    } finally {
+      await env.close();
+    }
+  }
   const systems = [cairn(env.cairnAddress), await pgBoss(env.databaseUrl), await graphileWorker(env.databaseUrl)];
   try {
     const results = new Map<string, Record<string, number>>();
@@ -289,7 +419,7 @@ export async function benchJobs(): Promise<void> {
       r.batched = (await measure(4, SECONDS, () => s.enqueueBatch(1000))).callsPerSecond * 1000;
       r.processed = await s.process(BACKLOG);
       for (const [row, flow] of Object.entries(FLOWS)) {
-        if (s.name === "cairn" || flow.perGroup === 1) r[row] = await s.processFlow!(BACKLOG, flow);
+        if (s.name === "cairn" || flow.perGroup === 1) r[row] = await s.processFlow!(BACKLOG, flow, () => analyze(env.databaseUrl));
       }
       const latencies = await s.latency(LATENCY_JOBS);
       r.p50 = percentile(latencies, 50);

@@ -10,12 +10,13 @@
 // queue takes is remembered per replica (FlowControl), only as a hint: the
 // SQL of each path checks for itself. A waiter held back by a limit wakes
 // when a job of the queue finishes (wakeControlled's NOTIFY, from any
-// replica), when a rate-limit token comes back, or, when the groups with
-// room were held by other leases, a moment later.
+// replica, for queues whose config limits RUNNING jobs), when a rate-limit
+// token comes back, or, when the groups with room were held by other
+// leases, a moment later.
 import { EventEmitter } from "node:events";
 import type { Database, Queryable } from "../db/database.js";
 import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
-import { leaseControlled, type LockMode } from "./flow-lease.js";
+import { leaseControlled } from "./flow-lease.js";
 import { isQueueControlled, wakeControlled } from "./queue-config.js";
 import { heldLeases, type Lease, lease, release, wakeKey } from "./store.js";
 
@@ -43,30 +44,29 @@ const MAX_HINTS = 10_000;
 const MAX_CONTROLLED_LEASES = 100_000;
 
 /**
- * Which queues this replica has seen under flow control (by wakeKey), and
- * how their leases held the config row. A wrong hint costs a statement,
- * never a limit: the fast path leases nothing from a controlled queue, the
- * controlled path hands an uncontrolled one back, and a shared hold that
- * finds limits starts over exclusive.
+ * Which queues this replica has seen under flow control (by wakeKey). A
+ * wrong hint costs a statement, never a limit: the fast path leases
+ * nothing from a controlled queue, and the controlled path hands an
+ * uncontrolled one back.
  */
 export class FlowControl {
-  private readonly controlled = new Map<string, LockMode>();
-  /** Jobs this replica leased from controlled queues (by finishedKey), to their queue: their finish may make room. */
+  private readonly controlled = new Set<string>();
+  /** Jobs this replica leased from queues that limit RUNNING jobs (by finishedKey), to their queue: their finish may make room. */
   private readonly leasedFrom = new Map<string, string>();
 
   constructor(private readonly db: Database) {}
 
-  /** How the queue's last lease held its config; undefined: not controlled (as far as this replica knows). */
-  modeOf(namespace: string, queue: string): LockMode | undefined {
-    return this.controlled.get(wakeKey(namespace, queue));
+  /** Whether the queue's last lease found it controlled (as far as this replica knows). */
+  isControlled(namespace: string, queue: string): boolean {
+    return this.controlled.has(wakeKey(namespace, queue));
   }
 
-  remember(namespace: string, queue: string, mode: LockMode | undefined): void {
+  remember(namespace: string, queue: string, controlled: boolean): void {
     const key = wakeKey(namespace, queue);
-    if (mode === undefined) this.controlled.delete(key);
+    if (!controlled) this.controlled.delete(key);
     else {
       if (this.controlled.size >= MAX_HINTS && !this.controlled.has(key)) this.controlled.clear();
-      this.controlled.set(key, mode);
+      this.controlled.add(key);
     }
   }
 
@@ -107,18 +107,17 @@ interface Attempt {
  */
 async function leaseOnce(flow: FlowControl, q: Queryable, r: LeaseRequest, max: number): Promise<Attempt> {
   const { namespace, queue, workerId, leaseMs } = r;
-  const mode = flow.modeOf(namespace, queue);
-  if (mode === undefined) {
+  if (!flow.isControlled(namespace, queue)) {
     const leases = await lease(q, namespace, queue, workerId, max, leaseMs);
     if (leases.length > 0 || !(await isQueueControlled(q, namespace, queue))) return { leases, retryInMs: null };
   }
-  const controlled = await leaseControlled(q, namespace, queue, workerId, max, leaseMs, mode ?? "exclusive");
+  const controlled = await leaseControlled(q, namespace, queue, workerId, max, leaseMs);
   if (controlled) {
-    flow.remember(namespace, queue, controlled.mode);
-    flow.leased(namespace, queue, controlled.leases);
+    flow.remember(namespace, queue, true);
+    if (controlled.capped) flow.leased(namespace, queue, controlled.leases);
     return controlled;
   }
-  flow.remember(namespace, queue, undefined);
+  flow.remember(namespace, queue, false);
   return { leases: await lease(q, namespace, queue, workerId, max, leaseMs), retryInMs: null };
 }
 

@@ -6,8 +6,8 @@
 // do leases of the queue leave store.ts's one-statement fast path. Turning
 // flow control on takes ACCESS EXCLUSIVE on queue_configs for a moment, so
 // that no fast-path lease that missed the new config commits after it (see
-// flow-lease.ts); changes between controlled settings update the row, and
-// wait for the leases that hold it.
+// flow-lease.ts); every change takes the queue's lease lock exclusive, so it
+// waits for the controlled leases in flight.
 import type { Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { CairnError, unavailable, versionConflict } from "../errors.js";
@@ -98,6 +98,9 @@ async function writeConfig(
     if (expectedVersion !== undefined && expectedVersion !== was.version) throw versionConflict("queue config", queue, was.version);
     const next = { ...was, ...patch };
     if (!withTableLock && !isControlled(was) && isControlled(next)) return undefined;
+    // After the row lock (updaters take turns there first): leases hold this
+    // lock and no row, so waiting here for them cannot close a cycle.
+    await tx.query(`SELECT cairn_flow_lock_queue($1, $2, true)`, [ns, queue]);
     const rate = next.rateLimit;
     if (next.fair) {
       await tx.query(`INSERT INTO queue_fair_cursors (namespace, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [ns, queue]);
