@@ -5,7 +5,9 @@
 //     stream writes its own 50 traces, as an agent runtime writes its runs.
 //  2. Subscriber lag: 50 subscribers, each tailing its own trace (an agent
 //     following its run), while 2,000 events/s are ingested across those
-//     traces; lag = delivery time - send time, so it includes the commit.
+//     traces in BENCH_LAG_COMMITS commits a second (20: 100 events each; 500:
+//     4 each, 25 sent at once every 50 ms); lag = delivery time - send time,
+//     so it includes the commit.
 // Both against NATS JetStream 2.9 when installed (see peers/nats.ts), with
 // the same events as JSON messages, one subject per trace: (1) acknowledged
 // publishes, each batch's 500 sent at once and awaited, two batches in flight
@@ -30,6 +32,8 @@ const TRACES_PER_STREAM = 50;
 const SUBSCRIBERS = 50;
 const LAG_RATE = 2000;
 const LAG_SECONDS = Number(process.env.BENCH_LAG_SECONDS ?? 10);
+/** Commits a second the lag's events are split into: a multiple of 20, dividing LAG_RATE / 20. */
+const LAG_COMMITS = Number(process.env.BENCH_LAG_COMMITS ?? 20);
 
 function payload(i: number) {
   return { tool: "search", args: { q: `query ${i}`, limit: 10 }, result: { hits: i % 17, ms: 12.5 }, tags: ["agent", "bench"] };
@@ -140,14 +144,17 @@ const wallClock = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * LAG_RATE events a second across the subscribers' traces, 20 sends a second
- * (each awaited, then a pause to its 50 ms slot), for LAG_SECONDS, after a
- * second for the subscriptions to settle and before one for the last
- * deliveries; `lags` (ms, filled by the subscribers meanwhile) summarized.
+ * LAG_RATE events a second across the subscribers' traces, 20 ticks a second
+ * of LAG_COMMITS / 20 sends at once (awaited, then a pause to the tick's
+ * 50 ms slot), for LAG_SECONDS, after a second for the subscriptions to
+ * settle and before one for the last deliveries; `lags` (ms, filled by the
+ * subscribers meanwhile) summarized. Sends slower than their slot send
+ * fewer events: `sent` says how many went.
  */
 async function runLag(send: (events: LagEvent[]) => Promise<unknown>, lags: number[]): Promise<Lag> {
   await sleep(1000);
   const perTick = LAG_RATE / 20;
+  const perSend = perTick / (LAG_COMMITS / 20);
   let sent = 0;
   const end = performance.now() + LAG_SECONDS * 1000;
   for (let tick = 0; performance.now() < end; tick++) {
@@ -157,7 +164,8 @@ async function runLag(send: (events: LagEvent[]) => Promise<unknown>, lags: numb
       eventType: "step",
       payload: { sentAt: wallClock(), i },
     }));
-    await send(events);
+    const sends = Array.from({ length: perTick / perSend }, (_, s) => events.slice(s * perSend, (s + 1) * perSend));
+    await Promise.all(sends.map(send));
     sent += events.length;
     await sleep(Math.max(0, due - performance.now()));
   }
@@ -227,7 +235,7 @@ export async function benchTraces(): Promise<void> {
       ]),
     );
     const line = (what: string, l: Lag) => `${what}: p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms (${l.delivered}/${l.sent} delivered)`;
-    console.log(`\nsubscriber lag: ${SUBSCRIBERS} subscribers (one trace each), ${LAG_RATE} events/s for ${LAG_SECONDS} s in 20 sends/s`);
+    console.log(`\nsubscriber lag: ${SUBSCRIBERS} subscribers (one trace each), ${LAG_RATE} events/s for ${LAG_SECONDS} s in ${LAG_COMMITS} sends/s`);
     console.log(line("  cairn SubscribeEvents", lag));
     if (peerLag) {
       console.log(line("  JetStream ordered consumers", peerLag));

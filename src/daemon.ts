@@ -89,6 +89,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     throw error;
   }
   let pool: pg.Pool | undefined;
+  let livePool: pg.Pool | undefined;
   let hub: NotifyHub | undefined;
   let tracing: Tracing | undefined;
   try {
@@ -104,6 +105,16 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       settings: { [HISTORY_SETTING]: config.sessionHistoryVersions },
     });
     const db = new Database(pool, tracing);
+    // The live feeds (Watch, SubscribeEvents) read after every commit on connections of their own,
+    // kept open: live delivery never queues behind a busy pool, nor reconnects after a quiet spell.
+    // Their reads serve the replica, not one call: they are not traced.
+    livePool = createPool({
+      connectionString: database.url,
+      max: 2,
+      statementTimeoutMs: config.statementTimeoutMs,
+      applicationName: "cairn-live",
+      idleTimeoutMs: 0,
+    });
     hub = new NotifyHub(database.url, Object.values(CHANNELS), log);
     await hub.start();
     // The principals are read before anything is served: a bad auth file stops the start.
@@ -116,7 +127,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     const callers: CallerSettler = auth
       ? new authModules![1].Authenticator(() => auth!, (peer) => listener?.peerSubject(peer))
       : openDoor;
-    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers, metrics);
+    const { server, streams, background, setServing, beginStopping } = buildServer(config, db, hub, log, callers, metrics, new Database(livePool));
     if (metrics) {
       metrics.sources.pool = pool;
       metrics.sources.streams = () => streams.countsByKind();
@@ -180,6 +191,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         for (const loop of background) await loop.stop();
         await hub!.stop();
         await pool!.end();
+        await livePool!.end();
         await database.embedded?.stop();
         await ops?.close();
         // Last: exports the spans of the calls that ended during shutdown. A
@@ -191,6 +203,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   } catch (error) {
     await hub?.stop();
     await pool?.end().catch(() => {});
+    await livePool?.end().catch(() => {});
     await database.embedded?.stop();
     await ops?.close();
     await tracing?.stop().catch(() => {});

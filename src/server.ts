@@ -61,6 +61,7 @@ export function buildServer(
   log: Logger,
   callers: CallerSettler = openDoor,
   metrics?: CairnMetrics,
+  liveDb: Database = db,
 ): BuiltServer {
   const server = new grpc.Server({
     // First (and only) interceptor: it must see grpc-js's own statuses too.
@@ -90,6 +91,7 @@ export function buildServer(
   };
   const services: ServiceDeps = {
     db,
+    liveDb,
     limits: config.limits,
     hub,
     progressIntervalMs: config.progressIntervalMs,

@@ -22,6 +22,8 @@ export interface PoolOptions {
   /** Longest wait for a connection, free or new; past it a call is OVERLOADED (or the database unreachable). */
   poolWaitMs?: number;
   applicationName?: string;
+  /** How long an idle connection is kept before it is closed; 0: for ever. Default 30 s. */
+  idleTimeoutMs?: number;
   /** Per-connection settings (`-c name=value`), e.g. what a trigger must know of the daemon's config; values are numbers or plain words. */
   settings?: Record<string, string | number>;
 }
@@ -34,7 +36,7 @@ export function createPool(options: PoolOptions): pg.Pool {
     // Bounds how long a checkout waits, for a new connection or a free one,
     // so callers fail instead of queueing without end.
     connectionTimeoutMillis: options.poolWaitMs ?? 5_000,
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
     application_name: options.applicationName ?? "cairn",
     // JIT off: Cairn runs short OLTP statements, and jsonb_to_recordset's
     // default row estimates make PostgreSQL JIT-compile them (~200 ms each

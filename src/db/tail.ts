@@ -1,12 +1,12 @@
 // Catch-up-then-live streaming over a table ordered by a global cursor
 // (trace event offsets for SubscribeEvents, key-value revisions for Watch).
 // The loop reads a bounded page from the cursor, delivers it, and when caught
-// up waits for a wake-up (NOTIFY through the hub) or the progress interval,
-// whichever comes first; the interval doubles as a polling backstop for
-// missed notifications. It holds no pool connection between reads, and it
-// asks its stream how many bytes it may take before each read (waiting
-// while the client drains), so a slow subscriber holds at most one page of
-// about its stream's free buffer, and no rows at all while it is full.
+// up waits for a wake-up (the replica's live feed took items it wants, see
+// live-feed.ts) or the progress interval, whichever comes first. It holds
+// no pool connection between reads, and it asks its stream how many bytes
+// it may take before each read (waiting while the client drains), so a slow
+// subscriber holds at most one page of about its stream's free buffer, and
+// no rows at all while it is full.
 
 /** How many positions one page read may scan, so a selective filter stays cheap. */
 export const SCAN_WINDOW = 2000;

@@ -19,6 +19,8 @@ import { attachOutbox, Outbox, type StreamCall, type StreamRegistry } from "./st
 /** What every service's handler factory is given: `xxxHandlers(deps)`. */
 export interface ServiceDeps {
   db: Database;
+  /** Connections of their own for the live feeds' reads after each commit (Watch, SubscribeEvents). */
+  liveDb: Database;
   limits: Limits;
   hub: NotifyHub;
   /** How often an idle stream sends progress. */

@@ -9,7 +9,7 @@ import {
   type ListRequest,
   type PutRequest,
   WatchEventType,
-  type WatchResponse,
+  WatchResponse,
 } from "@cairn/client";
 import type { Limits } from "../config.js";
 import { CHANNELS } from "../db/notify-hub.js";
@@ -21,8 +21,9 @@ import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
 import { maskedResource, parseReadMask, type ReadMask } from "../grpc/read-mask.js";
 import { Violations, checkBatchSize, checkDocument, checkId, checkUnique } from "../grpc/validate.js";
+import { ChangeFeed } from "./feed.js";
 import * as store from "./store.js";
-import type { ChangeType, EntryFilter, EntryRecord, KvValue } from "./store.js";
+import type { ChangeType, EntryFilter, EntryRecord, FeedChange, KvValue } from "./store.js";
 import { type IncrementItem, type PutItem, WriteBatcher, putAll } from "./writes.js";
 
 const WATCH_EVENT_TYPES = enumCodec<WatchEventType, ChangeType>(WatchEventType, "WATCH_EVENT_TYPE_");
@@ -49,6 +50,12 @@ export function toWireEntry(e: EntryRecord): Entry {
     updateTime: timestampFromIso(e.updateTime),
     expireTime: timestampFromIso(e.expireTime),
   };
+}
+
+/** A change as Watch sends it, encoded once for every watcher. */
+function encodeChange(change: FeedChange): Buffer {
+  const event = { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWireEntry(change.entry), revision: change.revision };
+  return Buffer.from(WatchResponse.encode({ message: { $case: "event", value: event } }).finish());
 }
 
 /** A key (or, with allowEmpty, a prefix): required, at most limits.maxKeyBytes, without NUL. */
@@ -134,7 +141,11 @@ function checkKeys(v: Violations, keys: string[], limits: Limits): void {
 export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyValueServiceService> {
   const { db, limits } = deps;
   const reads = new store.EntryReads(db);
-  const writes = new WriteBatcher(db);
+  // Live changes are encoded once for every watcher of this replica.
+  const feed = new ChangeFeed(db, deps.liveDb, encodeChange, deps.progressIntervalMs);
+  // The window follows every replica's commits; this replica's Puts and Increments enter it as they commit.
+  deps.hub.listen(CHANNELS.keyValueChanges, (lastRevision) => feed.notified(lastRevision));
+  const writes = new WriteBatcher(db, (changes) => feed.committed(changes));
   return {
     async get(request, ctx) {
       const v = new Violations();
@@ -235,24 +246,20 @@ export function keyValueHandlers(deps: ServiceDeps): ServiceHandlers<typeof KeyV
       if (request.startRevision < 0) v.add("start_revision", "must not be negative (0 means: from now on)");
       v.throwIfAny();
       const q = db.on(ctx);
+      // The window of live changes may still hold compacted ones: the log decides.
+      if (request.startRevision > 0) await store.checkRetained(q, request.startRevision);
       // If a message never reaches the client, it resumes at that message's revision.
-      const send = (message: WatchResponse, resumeRevision: number) =>
+      const send = (message: WatchResponse | Buffer, resumeRevision: number) =>
         writeMessage(call, message, ctx.signal, { resume_revision: String(resumeRevision) });
       await tail({
         from: request.startRevision === 0 ? "now" : request.startRevision,
         readHead: async () => (await store.revisions(q)).last,
         // Revisions are one order across namespaces: the other namespaces' are gaps, scanned past.
-        readPage: (cursor, maxBytes) => store.readChanges(q, ctx.namespace, cursor, request.prefix, maxBytes),
+        readPage: (cursor, maxBytes) => feed.page(ctx.namespace, cursor, request.prefix, maxBytes, ctx.signal),
         room: () => streamRoom(call, ctx.signal),
-        deliver: (change) =>
-          send({
-            message: {
-              $case: "event",
-              value: { type: WATCH_EVENT_TYPES.toWire(change.type), entry: toWireEntry(change.entry), revision: change.revision },
-            },
-          }, change.revision),
+        deliver: (change) => send(change.bytes, change.revision),
         progress: (revision) => send({ message: { $case: "progress", value: { revision } } }, revision + 1),
-        onWake: (listener) => deps.hub.listen(CHANNELS.keyValueChanges, listener),
+        onWake: (listener) => feed.onGrow(listener, ctx.namespace, request.prefix),
         progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,
       });

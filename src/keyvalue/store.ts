@@ -40,6 +40,9 @@ export interface ChangeRecord {
   entry: EntryRecord;
 }
 
+/** A change and its entry's namespace (the replica's window of changes holds every namespace's). */
+export type FeedChange = ChangeRecord & { namespace: string };
+
 /** kv_changes.change_type, as the migration numbers it. */
 export const CHANGE_CODE = { PUT: 1, DELETE: 2, EXPIRE: 3 } as const satisfies Record<ChangeType, number>;
 
@@ -328,6 +331,12 @@ export function compactChanges(q: Queryable, retentionMs: number): Promise<numbe
   return inBatches((limit) => compactChangesBatch(q, retentionMs, limit));
 }
 
+/** Fails with REVISION_COMPACTED when `revision` is no longer in the retained change log. */
+export async function checkRetained(q: Queryable, revision: number): Promise<void> {
+  const { compact } = await revisions(q);
+  if (revision <= compact) throw revisionCompacted(compact);
+}
+
 export async function revisions(q: Queryable): Promise<{ last: number; compact: number }> {
   const result = await q.query<{ last: number; compact: number }>(
     `SELECT last_revision AS last, compact_revision AS compact FROM kv_revisions`,
@@ -341,13 +350,14 @@ const CHANGE_TYPE = (t: string) =>
     .map(([name, code]) => `WHEN ${code} THEN '${name}'`)
     .join(" ")} END`;
 
-type ChangeRow = SelectedEntry & { revision: number; type: ChangeType };
+type ChangeRow = SelectedEntry & { revision: number; type: ChangeType; namespace: string };
 
-const CHANGE_ROW_FIELDS: Fields<ChangeRow> = { ...CHANGE_FIELDS, revision: "revision", type: CHANGE_TYPE };
+const CHANGE_ROW_FIELDS: Fields<ChangeRow> = { ...CHANGE_FIELDS, revision: "revision", type: CHANGE_TYPE, namespace: "namespace" };
 
 /**
- * Watch's read: changes of namespace $5 under a prefix in a window of
- * revisions, at most $4 bytes of them. The outer row always exists (LEFT JOIN ... ON true), so
+ * Watch's read: changes under a prefix in a window of revisions, at most
+ * $4 bytes of them; of namespace $5, or of every namespace when $5 is null
+ * (the replica's window of changes). The outer row always exists (LEFT JOIN ... ON true), so
  * the head and compact revisions arrive even when the window holds no change.
  */
 const CHANGES_SQL = `SELECT r.last_revision AS head, r.compact_revision AS compact, c.*
@@ -357,37 +367,37 @@ const CHANGES_SQL = `SELECT r.last_revision AS head, r.compact_revision AS compa
     size: rowSize(SIZES),
     from: `FROM kv_changes
       WHERE revision >= $1 AND revision <= least(r.last_revision, $1 + $2 - 1)
-        AND namespace = $5 AND key LIKE $3 ESCAPE '\\'`,
+        AND ($5::text IS NULL OR namespace = $5) AND key LIKE $3 ESCAPE '\\'`,
     order: [["revision", "ASC"]],
     limit: "$2",
     budget: "$4",
   })}) c ON true`;
 
 /**
- * Changes of `ns` under `prefix` from `cursor`, scanning at most
- * SCAN_WINDOW revisions and never past the committed head, in one snapshot,
- * and no more than about `maxBytes` of them (at least one); fails with
- * REVISION_COMPACTED when the cursor fell behind the retained log. Other
- * namespaces' revisions are scanned past like keys outside the prefix.
+ * Changes of `ns` (null: of every namespace) under `prefix` from `cursor`,
+ * scanning at most SCAN_WINDOW revisions and never past the committed head,
+ * in one snapshot, and no more than about `maxBytes` of them (at least
+ * one); fails with REVISION_COMPACTED when the cursor fell behind the
+ * retained log. Other namespaces' revisions are scanned past like keys
+ * outside the prefix.
  */
 export async function readChanges(
   q: Queryable,
-  ns: string,
+  ns: string | null,
   cursor: number,
   prefix: string,
   maxBytes = TAIL_PAGE_BYTES,
-): Promise<TailPage<ChangeRecord>> {
-  const result = await q.query<Paged<ChangeRow> & { head: number; compact: number }>(CHANGES_SQL, [
-    cursor,
-    SCAN_WINDOW,
-    prefixPattern(prefix),
-    maxBytes,
-    ns,
-  ]);
+): Promise<TailPage<FeedChange>> {
+  const values = [cursor, SCAN_WINDOW, prefixPattern(prefix), maxBytes, ns];
+  // The window's read, after every commit, is always of one shape: parsed and planned once.
+  const result =
+    ns === null
+      ? await q.prepared<Paged<ChangeRow> & { head: number; compact: number }>("kv_changes_feed", CHANGES_SQL, values)
+      : await q.query<Paged<ChangeRow> & { head: number; compact: number }>(CHANGES_SQL, values);
   const { head, compact } = result.rows[0]!;
   if (cursor <= compact) throw revisionCompacted(compact);
   const page = toPage(result.rows.filter((r) => r.revision !== null).map(({ head: _head, compact: _compact, ...row }) => row));
-  const items = page.items.map(({ revision, type, ...entry }) => ({ revision, type, entry: decodeEntry(entry) }));
+  const items = page.items.map(({ revision, type, namespace, ...entry }) => ({ revision, type, namespace, entry: decodeEntry(entry) }));
   // Cut by bytes: the window was seen only up to the last change read.
   return windowPage(cursor, head, items, page.more ? items[items.length - 1]!.revision : undefined);
 }

@@ -9,7 +9,7 @@ import { selectList } from "../db/columns.js";
 import type { CallScope, Database, Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { CairnError, failedPrecondition, outOfRange, versionConflict } from "../errors.js";
-import { CHANGE_CODE, type EntryRecord, type EntryRef, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, refKey, type SelectedEntry, decodeEntry } from "./store.js";
+import { CHANGE_CODE, type EntryRecord, type EntryRef, type FeedChange, FIELDS, type KvValue, LIVE, LOGGED_COLUMNS, refKey, type SelectedEntry, decodeEntry } from "./store.js";
 
 export interface PutItem {
   key: string;
@@ -216,18 +216,36 @@ export function putAll(q: Queryable, ns: string, items: PutItem[]): Promise<Entr
   );
 }
 
+/** The changes a batch of writes logged, in revision order: each written entry is its PUT, as the change log holds it. */
+function loggedChanges(requests: NsWrite[], outcomes: (EntryRecord | CairnError)[]): FeedChange[] {
+  const changes: FeedChange[] = [];
+  outcomes.forEach((entry, i) => {
+    if (!(entry instanceof CairnError)) changes.push({ namespace: requests[i]!.ns, revision: entry.modRevision, type: "PUT", entry });
+  });
+  return changes.sort((a, b) => a.revision - b.revision);
+}
+
 /**
  * Single writes (Put, Increment), coalesced: those arriving together, of any
  * namespaces, share one transaction and one commit, each keeping its own
  * condition and outcome. A (namespace, key) appears once per batch.
+ * `committed` hears each batch's changes once its transaction has committed
+ * (Watch's window takes them from there, without reading them back).
  */
 export class WriteBatcher {
   private readonly writes = new Coalescer<NsWrite, EntryRecord | CairnError>(
-    (requests, signal) => this.db.transaction({ signal }, (tx) => applyWrites(tx, requests)),
+    async (requests, signal) => {
+      const outcomes = await this.db.transaction({ signal }, (tx) => applyWrites(tx, requests));
+      this.committed?.(loggedChanges(requests, outcomes));
+      return outcomes;
+    },
     { keyOf: (r) => refKey(r.ns, r.key), shareEqualKeys: false },
   );
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly committed?: (changes: FeedChange[]) => void,
+  ) {}
 
   async put(scope: CallScope, ns: string, item: PutItem): Promise<EntryRecord> {
     return unwrap(await this.writes.submit({ kind: "put", key: item.key, item, ns }, scope.signal));

@@ -87,9 +87,15 @@ export function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits,
 export function traceHandlers(deps: ServiceDeps, appended?: { inc(n: number): void }): ServiceHandlers<typeof TraceEventServiceService> {
   const { db, limits } = deps;
   // Live events are read and encoded once for every subscriber of this replica.
-  const fanout = new TraceFanout(db, (event) =>
-    Buffer.from(SubscribeEventsResponse.encode({ message: { $case: "event", value: toWire(event) } }).finish()),
+  const fanout = new TraceFanout(
+    db,
+    (event) => Buffer.from(SubscribeEventsResponse.encode({ message: { $case: "event", value: toWire(event) } }).finish()),
+    undefined,
+    deps.progressIntervalMs,
+    deps.liveDb,
   );
+  // The window follows the committed head on every replica's commits, and wakes the subscribers that want what it takes.
+  deps.hub.listen(CHANNELS.traceEvents, (lastOffset) => fanout.notified(lastOffset));
   // Deletions on any replica (and a reconnect of the LISTEN connection, which may have missed some) empty the window.
   deps.hub.listen(CHANNELS.traceDeletes, () => fanout.forget());
   // Appends to one trace (of one namespace) wait their turn here, holding no pool connection.
@@ -218,7 +224,7 @@ export function traceHandlers(deps: ServiceDeps, appended?: { inc(n: number): vo
         room: () => streamRoom(call, ctx.signal),
         deliver: (event) => send(event.bytes, event.offset),
         progress: (offset) => send({ message: { $case: "progress", value: { offset } } }, offset + 1),
-        onWake: (listener) => deps.hub.listen(CHANNELS.traceEvents, listener),
+        onWake: (listener) => fanout.onGrow(listener, ctx.namespace, filter),
         progressIntervalMs: deps.progressIntervalMs,
         signal: ctx.signal,
       });

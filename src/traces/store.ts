@@ -272,16 +272,12 @@ export async function readFeed(
   filter: EventFilter,
   maxBytes = TAIL_PAGE_BYTES,
 ): Promise<TailPage<FeedEvent>> {
-  const result = await q.query<Paged<FeedEvent> & { head: number }>(FEED_SQL, [
-    cursor,
-    SCAN_WINDOW,
-    filter.sessionId,
-    filter.traceId,
-    filter.eventTypes,
-    severityLevel(filter.minSeverity),
-    maxBytes,
-    ns,
-  ]);
+  const values = [cursor, SCAN_WINDOW, filter.sessionId, filter.traceId, filter.eventTypes, severityLevel(filter.minSeverity), maxBytes, ns];
+  // The fan-out window's read, after every commit, is always of one shape: parsed and planned once.
+  const result =
+    ns === null
+      ? await q.prepared<Paged<FeedEvent> & { head: number }>("trace_feed", FEED_SQL, values)
+      : await q.query<Paged<FeedEvent> & { head: number }>(FEED_SQL, values);
   const head = result.rows[0]!.head;
   // With no event in the window, the LEFT JOIN gives one row of nulls.
   const page = toPage(result.rows.filter((row) => row.offset !== null).map(({ head: _, ...event }) => event));
