@@ -77,7 +77,7 @@ async function populate(pool: pg.Pool): Promise<void> {
             'type-' || (i % 20), 1 + i % 5, now() - ($1 - i) * interval '1 second', jsonb_build_object('n', i),
             now() - ($1 - i) * interval '1 second', '', ''
        FROM generate_series(1, $1) AS i`,
-    `UPDATE trace_offsets SET last_offset = $1`,
+    `SELECT setval('trace_event_offsets', $1)`,
     `INSERT INTO jobs (namespace, job_id, queue, state, run_time, max_attempts, backoff_initial_ms, backoff_max_ms, backoff_multiplier, create_time, finish_time)
      SELECT 'default', 'j-' || i, 'queue-' || (i % 100),
             CASE WHEN i % 20 < 16 THEN 'SUCCEEDED' WHEN i % 20 < 18 THEN 'AVAILABLE' WHEN i % 20 = 18 THEN 'RUNNING' ELSE 'DEAD' END,

@@ -84,3 +84,33 @@ it("the namespace migration moves existing rows into 'default' and lets ids repe
     await client.end();
   }
 });
+
+it("the offset migration continues offsets after the last one handed out", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  await migrate(db.url, log, files.indexOf("1763801600000_trace_offset_horizon.sql"));
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    await client.query(`UPDATE trace_offsets SET last_offset = 41`);
+    await migrate(db.url, log);
+    expect((await client.query(`SELECT cairn_settled_trace_offset() AS n`)).rows[0].n).toBe("41");
+    expect((await client.query(`SELECT nextval('trace_event_offsets') AS n`)).rows[0].n).toBe("42");
+  } finally {
+    await client.end();
+  }
+});
+
+it("a fresh database's first offset is 1 and nothing is settled before it", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  await migrate(db.url, log);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    expect((await client.query(`SELECT cairn_settled_trace_offset() AS n`)).rows[0].n).toBe("0");
+    expect((await client.query(`SELECT nextval('trace_event_offsets') AS n`)).rows[0].n).toBe("1");
+  } finally {
+    await client.end();
+  }
+});

@@ -431,7 +431,7 @@ describe("visibility", () => {
     const queue = uid("q");
     const dedupeKey = uid("d");
     const kvBefore = await count("SELECT last_revision AS n FROM kv_revisions");
-    const offsetBefore = await count("SELECT last_offset AS n FROM trace_offsets");
+    const offsetBefore = await count("SELECT last_value AS n FROM trace_event_offsets");
     const watch = collect(h.client.keyValue.watch({ prefix, startRevision: 0 }));
     const events = collect(h.client.traces.subscribeEvents({ traceId: trace, fromNow: true }));
     await watch.until("the watch's first progress", (m) => m.some((x) => x.message?.$case === "progress"));
@@ -490,9 +490,10 @@ describe("visibility", () => {
     const subscribed = events.messages.find((m) => m.message?.$case === "event")!.message as { value: { offset: number } };
     expect(subscribed.value.offset).toBe(appended.offset);
     expect(leased!.leases.map((l) => l.job!.jobId)).toEqual([job.jobId]);
-    // The failed commit took no revision or offset: the successful one's come right after what was there.
+    // The failed commit took no revision (allocated under a lock, rolled back with it); it may have
+    // drawn an offset from the sequence, a gap no subscriber ever sees an event at.
     expect(put.modRevision).toBe(kvBefore + 1);
-    expect(appended.offset).toBe(offsetBefore + 1);
+    expect(appended.offset).toBeGreaterThan(offsetBefore);
     watch.cancel();
     events.cancel();
   }, 30_000);

@@ -14,22 +14,24 @@
 // filter), and those take their pages from memory.
 //
 // Items this replica has just committed are appended without a read when
-// they continue the window: positions are allocated under a lock held until
-// commit, so when a commit returns, every lower position is committed too,
-// and the window already holds those up to its end. Items that do not
-// continue it (a gap) make the reader read instead.
+// they continue the window, for a source whose positions are allocated
+// under a lock held until commit (key-value revisions): when such a commit
+// returns, every lower position is committed too, and the window already
+// holds those up to its end. Items that do not continue it (a gap) make the
+// reader read instead.
 //
 // The window holds exactly what the source's read returns with no filter
-// and no namespace: items of every namespace up to the head read in one
-// snapshot, and positions become visible in position order, so a page from
-// the window is the page the table would give. Each item keeps what its
+// and no namespace: items of every namespace up to the source's head, a
+// position below which nothing can still commit (for revisions the last
+// allocated; for trace offsets the settled offset), so a page from the
+// window is the page the table would give. Each item keeps what its
 // subscribers filter on (their namespace included), applied in memory as
 // the table's read applies it in SQL.
 import type { Queryable } from "./database.js";
 import type { TailPage } from "./tail.js";
 
 export interface FeedSource<T> {
-  /** The highest committed position. */
+  /** The highest position below which nothing can still commit (the head a read may go up to). */
   readHead(q: Queryable): Promise<number>;
   /** Items of every namespace from `from`, as the table gives them to a subscriber with no filter; about `maxBytes`. */
   read(q: Queryable, from: number, maxBytes: number): Promise<TailPage<T>>;

@@ -18,7 +18,7 @@ export interface TailPage<T> {
   items: T[];
   /** Every position up to here was scanned (delivered or filtered out). */
   scannedThrough: number;
-  /** The highest committed position when the page was read. */
+  /** The head when the page was read: the highest position below which nothing can still commit. */
   head: number;
 }
 

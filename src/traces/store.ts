@@ -1,7 +1,14 @@
 // SQL for trace events: appends serialized per trace (the head row lock),
-// offsets allocated under one lock held to commit (visibility in offset
-// order), reads by trace, by session and from a subscription cursor, and
-// what deleting sessions does to their traces.
+// offsets drawn from a sequence while holding an offset slot, reads by
+// trace, by session and from a subscription cursor that pass only settled
+// offsets, and what deleting sessions does to their traces.
+//
+// Offsets and visibility. Appends to different traces commit in parallel,
+// so an event may commit after one with a higher offset. A reader that
+// passed the higher offset would never see the lower one, so every read
+// that moves a cursor by offset first asks for the settled offset
+// (cairn_settled_trace_offset, see migration 1763801600000): every event at
+// or below it is committed or never will be. Reads then go no further.
 //
 // A trace is (namespace, trace_id): each namespace has its own chain for a
 // trace id, with its own sequences and duplicates. Every function takes the
@@ -161,8 +168,8 @@ export function append(q: Queryable, ns: string, events: NewTraceEvent[], ingest
       outcomes.push({ eventId: event.eventId, sequence, offset: -fresh.length, duplicate: false });
     }
     if (fresh.length === 0) return outcomes;
-    const base = await insertEvents(tx, ns, fresh, heads, ingestTime);
-    for (const o of outcomes) if (o.offset < 0) o.offset = base - o.offset;
+    const offsets = await insertEvents(tx, ns, fresh, heads, ingestTime);
+    for (const o of outcomes) if (o.offset < 0) o.offset = offsets[-o.offset - 1]!;
     return outcomes;
   });
 }
@@ -188,7 +195,11 @@ export async function listTraceEvents(
   return toPage(result.rows);
 }
 
-/** Ascending offset after `afterOffset`, one page; `omit`: the payload left out (NULL). */
+/**
+ * Ascending offset after `afterOffset`, up to the settled offset (so a page
+ * token never passes an event that commits later with a lower offset), one
+ * page; `omit`: the payload left out (NULL).
+ */
 export async function listSessionEvents(
   q: Queryable,
   ns: string,
@@ -205,11 +216,13 @@ export async function listSessionEvents(
         AND (cardinality($4::text[]) = 0 OR event_type = ANY ($4::text[]))
         AND severity >= $5
         AND ($6::timestamptz IS NULL OR event_time > $6)
-        AND ($7::timestamptz IS NULL OR event_time < $7)`,
+        AND ($7::timestamptz IS NULL OR event_time < $7)
+        AND event_offset <= $10`,
     order: [["offset", "ASC"]],
     limit: "$8",
     budget: "$9",
   });
+  const settled = await headOffset(q);
   const result = await q.query<Paged<TraceEventRecord>>(sql, [
     ns,
     query.sessionId,
@@ -220,14 +233,20 @@ export async function listSessionEvents(
     query.beforeTime,
     limits.rows,
     limits.bytes,
+    settled,
   ]);
   return toPage(result.rows);
 }
 
-/** The highest committed offset (0 when there are no events), of every namespace: offsets are one order. */
+/**
+ * The highest settled offset (0 when there are no events), of every
+ * namespace: offsets are one order. It waits for appends in flight that may
+ * hold lower offsets, and must run outside a transaction, before the read it
+ * bounds (whose snapshot comes later).
+ */
 export async function headOffset(q: Queryable): Promise<number> {
-  const result = await q.query<{ last_offset: number }>(`SELECT last_offset FROM trace_offsets`);
-  return result.rows[0]!.last_offset;
+  const result = await q.query<{ settled: number }>(`SELECT cairn_settled_trace_offset() AS settled`);
+  return result.rows[0]!.settled;
 }
 
 /** A feed event: the record and its namespace (the replica's fan-out window holds every namespace's). */
@@ -240,13 +259,11 @@ const FEED_FIELDS: Fields<FeedEvent> = { ...FIELDS, namespace: "namespace" };
  * offsets, at most $7 bytes of them; of namespace $8, or of every namespace
  * when $8 is null (the fan-out window's own read).
  */
-const FEED_SQL = `SELECT o.last_offset AS head, e.*
-  FROM trace_offsets o
-  LEFT JOIN LATERAL (${pagedSql({
+const FEED_SQL = pagedSql({
     fields: FEED_FIELDS,
     size: rowSize(SIZES),
     from: `FROM trace_events
-      WHERE event_offset >= $1 AND event_offset <= least(o.last_offset, $1 + $2 - 1)
+      WHERE event_offset >= $1 AND event_offset <= least($9::bigint, $1 + $2 - 1)
         AND ($8::text IS NULL OR namespace = $8)
         AND ($3::text IS NULL OR session_id = $3)
         AND ($4::text IS NULL OR trace_id = $4)
@@ -255,15 +272,15 @@ const FEED_SQL = `SELECT o.last_offset AS head, e.*
     order: [["offset", "ASC"]],
     limit: "$2",
     budget: "$7",
-  })}) e ON true`;
+  });
 
 /**
  * Events of namespace `ns` (null: of every namespace) matching `filter`
  * from `cursor`, scanning at most SCAN_WINDOW offsets and never past the
- * committed head, read in one snapshot (one statement: the head and the
- * events it bounds), and no more than about `maxBytes` of them (at least
- * one), so one read never pins more than that. Offsets of other namespaces
- * are scanned past like events the filter leaves out.
+ * settled offset (read first, so the events' snapshot holds everything it
+ * bounds), and no more than about `maxBytes` of them (at least one), so one
+ * read never pins more than that. Offsets of other namespaces are scanned
+ * past like events the filter leaves out.
  */
 export async function readFeed(
   q: Queryable,
@@ -272,15 +289,15 @@ export async function readFeed(
   filter: EventFilter,
   maxBytes = TAIL_PAGE_BYTES,
 ): Promise<TailPage<FeedEvent>> {
-  const values = [cursor, SCAN_WINDOW, filter.sessionId, filter.traceId, filter.eventTypes, severityLevel(filter.minSeverity), maxBytes, ns];
+  const head = await headOffset(q);
+  if (cursor > head) return windowPage(cursor, head, []);
+  const values = [cursor, SCAN_WINDOW, filter.sessionId, filter.traceId, filter.eventTypes, severityLevel(filter.minSeverity), maxBytes, ns, head];
   // The fan-out window's read, after every commit, is always of one shape: parsed and planned once.
   const result =
     ns === null
-      ? await q.prepared<Paged<FeedEvent> & { head: number }>("trace_feed", FEED_SQL, values)
-      : await q.query<Paged<FeedEvent> & { head: number }>(FEED_SQL, values);
-  const head = result.rows[0]!.head;
-  // With no event in the window, the LEFT JOIN gives one row of nulls.
-  const page = toPage(result.rows.filter((row) => row.offset !== null).map(({ head: _, ...event }) => event));
+      ? await q.prepared<Paged<FeedEvent>>("trace_feed", FEED_SQL, values)
+      : await q.query<Paged<FeedEvent>>(FEED_SQL, values);
+  const page = toPage(result.rows);
   // Cut by bytes: the window was seen only up to the last event read.
   return windowPage(cursor, head, page.items, page.more ? page.items[page.items.length - 1]!.offset : undefined);
 }
@@ -313,6 +330,15 @@ export async function verify(q: Queryable, ns: string, traceId: string): Promise
 }
 
 /**
+ * Takes an offset slot for the caller's transaction (held until it ends;
+ * re-entrant). A Commit that appends takes it before any other lock (see
+ * transactions/locks.ts); a single append just before it draws offsets.
+ */
+export async function holdOffsetSlot(tx: Queryable): Promise<void> {
+  await tx.query(`SELECT cairn_hold_offset_slot()`);
+}
+
+/**
  * Locks the head row of each trace of `ns` (creating missing ones), in
  * trace_id order (the caller sorts: code-unit order, which is byte order for
  * ids) so that batches sharing traces cannot deadlock; a batch names one
@@ -342,12 +368,19 @@ async function findStored(tx: Queryable, ns: string, events: NewTraceEvent[]): P
 }
 
 /**
- * Moves the heads, then allocates the batch's offsets from the one counter
- * row and inserts the events in one statement; the counter's row lock is
- * held from there until commit, so the heads update stays outside it. Queues
- * one NOTIFY for the whole batch. Returns the offset before the first event's.
+ * Moves the heads, then draws the batch's offsets (cairn_draw_trace_offsets:
+ * an offset slot, then the sequence) and inserts the events in one
+ * statement: the slot is held from before the draw to commit, and no
+ * longer, since every reader of settled offsets waits for it. Offsets ascend with the batch's order but
+ * need not be consecutive: appends in flight draw from the sequence at
+ * once. Queues one NOTIFY for the whole batch, naming its highest offset.
+ * Returns the events' offsets in order.
+ *
+ * Only when all 64 slots are busy does the slot wait, holding the heads; if
+ * the holder is a Commit waiting for one of those heads, PostgreSQL's
+ * deadlock detector ends one of the two (ABORTED TRANSACTION_CONFLICT).
  */
-async function insertEvents(tx: Queryable, ns: string, fresh: FreshEvent[], heads: Map<string, Head>, ingestTime: string): Promise<number> {
+async function insertEvents(tx: Queryable, ns: string, fresh: FreshEvent[], heads: Map<string, Head>, ingestTime: string): Promise<number[]> {
   await tx.query(
     `UPDATE trace_heads h SET last_sequence = m.last_sequence, last_hash = m.last_hash
        FROM unnest($2::text[], $3::bigint[], $4::text[]) AS m (trace_id, last_sequence, last_hash)
@@ -369,22 +402,24 @@ async function insertEvents(tx: Queryable, ns: string, fresh: FreshEvent[], head
     prev_hash: f.prevHash,
     event_hash: f.hash,
   }));
-  const result = await tx.query<{ base: number }>(
+  const result = await tx.query<{ offsets: number[] }>(
     `WITH alloc AS (
-       UPDATE trace_offsets SET last_offset = last_offset + $2 RETURNING last_offset - $2 AS base
+       SELECT row_number() OVER (ORDER BY o) AS ord, o
+         FROM cairn_draw_trace_offsets($2) AS o
      ), inserted AS (
        INSERT INTO trace_events (namespace, event_offset, trace_id, sequence, event_id, session_id, event_type, severity,
                                  event_time, payload, ingest_time, prev_hash, event_hash)
-       SELECT $4, alloc.base + v.ord, v.trace_id, v.sequence, v.event_id, v.session_id, v.event_type, v.severity,
+       SELECT $4, alloc.o, v.trace_id, v.sequence, v.event_id, v.session_id, v.event_type, v.severity,
               v.event_time, v.payload, $3, v.prev_hash, v.event_hash
-         FROM alloc, jsonb_to_recordset($1::jsonb) AS v (ord int, trace_id text, sequence bigint, event_id text,
+         FROM jsonb_to_recordset($1::jsonb) AS v (ord int, trace_id text, sequence bigint, event_id text,
               session_id text, event_type text, severity smallint, event_time timestamptz, payload jsonb,
               prev_hash text, event_hash text)
+         JOIN alloc ON alloc.ord = v.ord
      )
-     SELECT base, pg_notify('${CHANNELS.traceEvents}', (base + $2)::text) FROM alloc`,
+     SELECT array_agg(o ORDER BY ord) AS offsets, pg_notify('${CHANNELS.traceEvents}', max(o)::text) FROM alloc`,
     [JSON.stringify(rows), fresh.length, ingestTime, ns],
   );
-  return result.rows[0]!.base;
+  return result.rows[0]!.offsets.map(Number);
 }
 
 /**

@@ -5,16 +5,20 @@
 // Why an order is needed. Each operation runs its single method's own store
 // code, which takes its locks as it goes: a Put takes its key's advisory
 // lock, the entry's row and the one kv_revisions row (held to commit, so
-// that revisions become visible in commit order); an AppendEvents its
-// traces' head rows and the one trace_offsets row (likewise); an update of
-// a session its row; a CompleteJob its job's row. Run in request order, a
-// commit "Put k, AppendEvents t" holds kv_revisions while it waits for
-// trace_offsets, and a concurrent "AppendEvents u, Put j" holds
-// trace_offsets while it waits for kv_revisions: a deadlock.
+// that revisions become visible in commit order); an AppendEvents an offset
+// slot and its traces' head rows; an update of a session its row; a
+// CompleteJob its job's row. Run in request order, a commit "Put k,
+// AppendEvents t" holds kv_revisions while it waits for t's head, and a
+// concurrent "AppendEvents t, Put j" holds t's head while it waits for
+// kv_revisions: a deadlock.
 //
 // The plan. Every lock an operation or condition of the commit will take is
 // taken here first, class by class, each class in sorted order:
 //
+//   0. an offset slot, if the commit appends events (traces/store.ts
+//      holdOffsetSlot): a free one is taken without waiting; only when all
+//      are busy does it wait, and then, being first, it holds nothing;
+//      a reader of settled offsets waits on the slots holding none itself;
 //   1. advisory locks on the names of what the commit may create (session,
 //      resolution and job ids, dedupe keys, request ids): two commits
 //      inserting the same unique keys in opposite orders would otherwise
@@ -25,13 +29,13 @@
 //   4. trace head rows, by trace_id in byte order (created when missing, as
 //      an append does: traces/store.ts lockHeads);
 //   5. KV entry rows, by key;
-//   6. the counters: kv_revisions, then trace_offsets;
+//   6. the revision counter, kv_revisions;
 //   7. job rows, by job_id.
 //
-// Classes 1 to 5 are taken before the first operation; 6 and 7 just before
+// Classes 0 to 5 are taken before the first operation; 6 and 7 just before
 // the first operation (or condition) that may take one of them: the ones
 // before it take no lock the plan has not taken (their classes are all
-// below 6). A commit needing one counter and no job row leaves that counter
+// below 6). A commit needing the counter and no job row leaves the counter
 // to the operation that needs it, which then holds nothing ranked above it.
 // Each operation takes its other locks again, which costs nothing and
 // waits for nothing: advisory and row locks are re-entrant within a
@@ -44,7 +48,7 @@
 // cycle the ranks would increase back to where they started: impossible.
 // The single methods fit the same ranking, so commits and single calls do
 // not deadlock either: Put and Increment take 2, 5, 6; Delete 5, 6;
-// AppendEvents 4, 6; UpdateSession, BatchUpdateSessions and AppendMessages
+// AppendEvents 0, 4; UpdateSession, BatchUpdateSessions and AppendMessages
 // 3; the job methods 7; DeleteSession 3 (its row), then in its cascade 4
 // (the heads of its traces), 5 and 6 (its entries and kv_revisions) and 7
 // (its unfinished jobs). That is also why sessions rank before traces and
@@ -64,7 +68,7 @@
 // the unique indexes order the waits.
 import type { Queryable } from "../db/database.js";
 import { lockEntryKeys } from "../keyvalue/writes.js";
-import { lockHeads } from "../traces/store.js";
+import { holdOffsetSlot, lockHeads } from "../traces/store.js";
 
 /**
  * The first key of class 1's advisory locks: the two-key form of
@@ -86,7 +90,7 @@ export class LockPlan {
   private readonly jobs = new Set<string>();
   private readonly deletedSessions = new Set<string>();
   private revisions = false;
-  private offsets = false;
+  private appends = false;
 
   /**
    * An id of `kind` the commit may create (a session, a dedupe key, a
@@ -119,7 +123,7 @@ export class LockPlan {
   trace(traceId: string): void {
     if (!traceId) return;
     this.traces.add(traceId);
-    this.offsets = true;
+    this.appends = true;
   }
 
   job(jobId: string): void {
@@ -127,9 +131,9 @@ export class LockPlan {
   }
 
   /**
-   * Takes classes 1 to 5 of the plan now, in rank order (see the top of
+   * Takes classes 0 to 5 of the plan now, in rank order (see the top of
    * this file), in the caller's transaction, and returns what takes classes
-   * 6 and 7 (the counters, then the job rows), once: the commit calls it
+   * 6 and 7 (the counter, then the job rows), once: the commit calls it
    * before the first operation or condition that may take one of those.
    * Until then operations take no lock the plan does not hold already, so
    * locks are still taken in rank order; and a commit whose first
@@ -141,19 +145,19 @@ export class LockPlan {
     const keys = [...new Set([...this.keys, ...cascade.keys])];
     const traces = [...new Set([...this.traces, ...cascade.traces])].sort();
     const jobs = [...new Set([...this.jobs, ...cascade.jobs])];
+    if (this.appends) await holdOffsetSlot(tx);
     if (this.creations.size > 0) await lockCreations(tx, ns, [...this.creations]);
     if (keys.length > 0) await lockEntryKeys(tx, ns, keys);
     if (this.sessions.size > 0) await lockRows(tx, "sessions", "session_id", ns, [...this.sessions]);
     if (traces.length > 0) await lockHeads(tx, ns, traces);
     if (keys.length > 0) await lockRows(tx, "kv_entries", "key", ns, keys);
-    // With one counter and no job row there is nothing left to order: the operation that first
-    // needs the counter takes it, holding nothing ranked above it, and holds it for less of the commit.
-    let pending = jobs.length > 0 || (this.revisions && this.offsets);
+    // With no job row there is nothing left to order: the operation that first needs the counter
+    // takes it, holding nothing ranked above it, and holds it for less of the commit.
+    let pending = jobs.length > 0;
     return async () => {
       if (!pending) return;
       pending = false;
       if (this.revisions) await tx.query(`SELECT last_revision FROM kv_revisions FOR NO KEY UPDATE`);
-      if (this.offsets) await tx.query(`SELECT last_offset FROM trace_offsets FOR NO KEY UPDATE`);
       if (jobs.length > 0) await lockRows(tx, "jobs", "job_id", ns, jobs);
     };
   }
