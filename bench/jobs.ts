@@ -19,9 +19,13 @@
 //    queue's jobs run one at a time). Neither has fairness or a per-group
 //    limit above 1. Each flow row's queue is ANALYZEd once filled, as a
 //    database in service would have it.
+// Cairn's batched enqueue asks for read_mask job_id,state, as a bulk producer
+// would; a second row has the full echo of every job.
 // BENCH_JOBS_ONLY=flow runs Cairn's flow rows alone (BENCH_FLOW_ROWS picks
 // some, BENCH_ROUNDS repeats them in turn; each row's median, range and the
 // CPU its jobs cost the daemon, PostgreSQL and the benchmark).
+// BENCH_JOBS_ONLY=enqueue runs the batched enqueue rows alone (BENCH_ROUNDS
+// rounds of every system in turn; each row's median, range and CPU per job).
 import { CairnClient, type JobLease } from "@cairn/client";
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
 import PgBoss from "pg-boss";
@@ -40,6 +44,10 @@ const LEASE_BATCH = 500;
 const FLOW_BATCH = 100;
 /** BENCH_JOBS_ONLY=flow: only Cairn's flow-control rows (the reference without a config included), for quick comparisons. */
 const FLOW_ONLY = process.env.BENCH_JOBS_ONLY === "flow";
+/** BENCH_JOBS_ONLY=enqueue: only the batched enqueue rows, Cairn's with and without its read mask, and the peers'. */
+const ENQUEUE_ONLY = process.env.BENCH_JOBS_ONLY === "enqueue";
+/** What a bulk producer asks BatchEnqueueJobs to echo of each job. */
+const BULK_MASK = ["job_id", "state"];
 
 /** How a processing run over GROUPS groups is set up: Cairn's QueueConfig ({}: none); the peers only do perGroup 1. */
 interface Flow {
@@ -51,6 +59,8 @@ interface System {
   name: string;
   enqueue(i: number): Promise<unknown>;
   enqueueBatch(n: number): Promise<unknown>;
+  /** As enqueueBatch, each job echoed whole (Cairn only: the peers' batch inserts have one shape). */
+  enqueueBatchFullEcho?(n: number): Promise<unknown>;
   /** Enqueues `n` jobs on a fresh queue, then processes them; returns jobs/s of the processing alone. */
   process(n: number): Promise<number>;
   /** Enqueue-to-start latencies (ms) of jobs enqueued one at a time while a worker waits. */
@@ -81,6 +91,10 @@ interface DrainMeter {
 function cairn(address: string, meter?: DrainMeter): System {
   const client = new CairnClient(address);
   let round = 0;
+  /** One BatchEnqueueJobs of n jobs, echoed as `readMask` says ([]: whole). */
+  function enqueueBatch(n: number, job: (i: number) => { queue: string; payload: object; groupKey?: string }, readMask: string[]) {
+    return client.jobs.batchEnqueueJobs({ requests: Array.from({ length: n }, (_, i) => ({ job: job(i) })), readMask });
+  }
   /**
    * WORKERS workers lease `batch` at a time and complete each batch in
    * one call, until n are done; jobs/s up to the moment the last completed.
@@ -114,10 +128,11 @@ function cairn(address: string, meter?: DrainMeter): System {
   return {
     name: "cairn",
     enqueue: (i) => client.jobs.enqueueJob({ job: { queue: "enqueue", payload: payload(i) } }),
-    enqueueBatch: (n) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: n }, (_, i) => ({ job: { queue: "enqueue", payload: payload(i) } })) }),
+    enqueueBatch: (n) => enqueueBatch(n, (i) => ({ queue: "enqueue", payload: payload(i) }), BULK_MASK),
+    enqueueBatchFullEcho: (n) => enqueueBatch(n, (i) => ({ queue: "enqueue", payload: payload(i) }), []),
     async process(n) {
       const queue = `process-${++round}`;
-      await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => ({ job: { queue, payload: payload(i) } })) }), n);
+      await fill((k) => enqueueBatch(k, (i) => ({ queue, payload: payload(i) }), BULK_MASK), n);
       return drain(queue, n, LEASE_BATCH);
     },
     async processFlow(n, flow, settle) {
@@ -125,8 +140,7 @@ function cairn(address: string, meter?: DrainMeter): System {
       if (flow.fair || flow.perGroup) {
         await client.jobs.updateQueueConfig({ config: { queue, fair: flow.fair ?? false, maxRunningPerGroup: flow.perGroup ?? 0 } });
       }
-      const job = (i: number) => ({ job: { queue, payload: payload(i), groupKey: `tenant-${i % GROUPS}` } });
-      await fill((k) => client.jobs.batchEnqueueJobs({ requests: Array.from({ length: k }, (_, i) => job(i)) }), n);
+      await fill((k) => enqueueBatch(k, (i) => ({ queue, payload: payload(i), groupKey: `tenant-${i % GROUPS}` }), BULK_MASK), n);
       await settle();
       return drain(queue, n, FLOW_BATCH);
     },
@@ -400,11 +414,64 @@ async function benchFlowOnly(env: BenchEnvironment): Promise<void> {
   }
 }
 
+/**
+ * The batched enqueue rows alone: BENCH_ROUNDS rounds of every system in
+ * turn (Cairn with its bulk read mask and with the full echo), each row's
+ * median and range, Cairn's ratio to each peer, and the CPU each job cost
+ * the daemon (idle for the peers), PostgreSQL and this process (the peers'
+ * clients, and Cairn's) — what a shared machine's load does not change.
+ */
+async function benchEnqueueOnly(env: BenchEnvironment): Promise<void> {
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 1);
+  const cpu = cpuMeter(env);
+  const c = cairn(env.cairnAddress);
+  const systems = [c, await pgBoss(env.databaseUrl), await graphileWorker(env.databaseUrl)];
+  const rows: [string, (n: number) => Promise<unknown>][] = [
+    [`cairn, read_mask ${BULK_MASK.join(",")}`, c.enqueueBatch],
+    ["cairn, full echo", c.enqueueBatchFullEcho!],
+    ...systems.slice(1).map((s): [string, (n: number) => Promise<unknown>] => [s.name, s.enqueueBatch]),
+  ];
+  try {
+    const runs = new Map<string, number[]>(rows.map(([row]) => [row, []]));
+    const cpuRuns = new Map<string, { daemon: number; postgres: number; bench: number }[]>(rows.map(([row]) => [row, []]));
+    for (const [, enqueueBatch] of rows) await measure(4, 0.5, () => enqueueBatch(1000));
+    for (let i = 0; i < rounds; i++) {
+      for (const [row, enqueueBatch] of rows) {
+        await cpu.meter.start();
+        const result = await measure(4, SECONDS, () => enqueueBatch(1000));
+        await cpu.meter.stop(result.calls * 1000);
+        runs.get(row)!.push(result.callsPerSecond * 1000);
+        cpuRuns.get(row)!.push({ daemon: cpu.usPerJob.daemon.at(-1)!, postgres: cpu.usPerJob.postgres.at(-1)!, bench: cpu.usPerJob.bench.at(-1)! });
+      }
+    }
+    const median = (row: string) => percentile(runs.get(row)!, 50);
+    const range = (row: string) => `${Math.min(...runs.get(row)!).toFixed(0)}–${Math.max(...runs.get(row)!).toFixed(0)}`;
+    const cpuOf = (row: string, who: "daemon" | "postgres" | "bench") => percentile(cpuRuns.get(row)!.map((r) => r[who]), 50).toFixed(1);
+    const peers = systems.slice(1).map((s) => s.name);
+    console.log(`\njobs benchmark, batched enqueue only (1000 per call, 4 callers, ${SECONDS} s per row, median of ${rounds}; ratios > 1 favour Cairn)\n`);
+    console.log(
+      formatTable([
+        ["row", "jobs/s", "range", ...peers.map((p) => `vs ${p}`), "CPU µs/job: daemon", "postgres", "bench"],
+        ...rows.map(([row]) => [
+          row,
+          median(row).toFixed(0),
+          range(row),
+          ...peers.map((p) => `${(median(row) / median(p)).toFixed(2)}x`),
+          ...(["daemon", "postgres", "bench"] as const).map((who) => cpuOf(row, who)),
+        ]),
+      ]),
+    );
+  } finally {
+    for (const s of systems) await s.close().catch(() => {});
+    await cpu.close();
+  }
+}
+
 export async function benchJobs(): Promise<void> {
   const env = await startBenchEnvironment();
-  if (FLOW_ONLY) {
+  if (FLOW_ONLY || ENQUEUE_ONLY) {
     try {
-      return await benchFlowOnly(env);
+      return await (FLOW_ONLY ? benchFlowOnly(env) : benchEnqueueOnly(env));
     } finally {
       await env.close();
     }
@@ -417,6 +484,7 @@ export async function benchJobs(): Promise<void> {
       await measure(32, 0.5, (w, i) => s.enqueue(w * 100_000 + i));
       r.single = (await measure(32, SECONDS, (w, i) => s.enqueue(w * 100_000 + i))).callsPerSecond;
       r.batched = (await measure(4, SECONDS, () => s.enqueueBatch(1000))).callsPerSecond * 1000;
+      if (s.enqueueBatchFullEcho) r.batchedFullEcho = (await measure(4, SECONDS, () => s.enqueueBatchFullEcho!(1000))).callsPerSecond * 1000;
       r.processed = await s.process(BACKLOG);
       for (const [row, flow] of Object.entries(FLOWS)) {
         if (s.name === "cairn" || flow.perGroup === 1) r[row] = await s.processFlow!(BACKLOG, flow, () => analyze(env.databaseUrl));
@@ -446,7 +514,8 @@ export async function benchJobs(): Promise<void> {
     const rows = [
       ["measure", "cairn", ...peers, ...peers.map((p) => `cairn vs ${p}`)],
       ["single enqueue, conc 32 (jobs/s)", fmt(c.single!), ...peers.map((p) => fmt(results.get(p)!.single!)), ...peers.map((p) => ratio("single", p))],
-      ["batched enqueue, 1000/call (jobs/s)", fmt(c.batched!), ...peers.map((p) => fmt(results.get(p)!.batched!)), ...peers.map((p) => ratio("batched", p))],
+      [`batched enqueue, 1000/call, read_mask ${BULK_MASK.join(",")} (jobs/s)`, fmt(c.batched!), ...peers.map((p) => fmt(results.get(p)!.batched!)), ...peers.map((p) => ratio("batched", p))],
+      ["  the same, each job echoed whole (jobs/s)", fmt(c.batchedFullEcho!), "-", "-", ...peers.map((p) => `${(c.batchedFullEcho! / results.get(p)!.batched!).toFixed(2)}x`)],
       [`processing, backlog ${BACKLOG} (jobs/s)`, fmt(c.processed!), ...peers.map((p) => fmt(results.get(p)!.processed!)), ...peers.map((p) => ratio("processed", p))],
       [`${GROUPS} groups, ${WORKERS} × ${FLOW_BATCH} per lease, no config (jobs/s)`, `${fmt(c.grouped!)} (100 %)`, "-", "-", "-", "-"],
       flowRow(`  ${GROUPS} groups, fair`, "fair"),

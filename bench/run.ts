@@ -1,4 +1,6 @@
 // `npm run bench -- <name>`: runs one benchmark and prints its table.
+import { benchCluster } from "./cluster.js";
+import { benchGrowth } from "./growth.js";
 import { benchJobs } from "./jobs.js";
 import { benchKeyValue } from "./kv.js";
 import { benchLimits } from "./limits.js";
@@ -11,6 +13,8 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   kv: benchKeyValue,
   jobs: benchJobs,
   limits: benchLimits,
+  cluster: benchCluster,
+  growth: benchGrowth,
 };
 
 const name = process.argv[2];

@@ -1,6 +1,7 @@
 // Configuration: environment variables, overridden by command-line flags,
 // validated once at start into one typed Config.
 import { parseArgs } from "node:util";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 
 export interface Limits {
@@ -44,6 +45,8 @@ export interface Config {
   /** Port of the embedded PostgreSQL; 0 picks a free one. */
   embeddedPgPort: number;
   dbPoolMax: number;
+  /** Daemon processes serving the one listen address (cluster.ts); 1: this process alone. */
+  processes: number;
   logLevel: string;
   /** Bound on any statement of a call that carries no deadline. */
   statementTimeoutMs: number;
@@ -151,6 +154,14 @@ function boolean(raw: string): boolean {
   throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
 }
 
+/** "auto": one process per core Node may use. */
+function processCount(raw: string): number {
+  const value = raw.trim();
+  if (value === "auto") return availableParallelism();
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 1024) throw new Error(`expected 1..1024 or auto, got ${JSON.stringify(raw)}`);
+  return Number(value);
+}
+
 function logLevel(raw: string): string {
   if (!LOG_LEVELS.includes(raw)) throw new Error(`expected one of ${LOG_LEVELS.join(", ")}`);
   return raw;
@@ -186,7 +197,20 @@ export const SETTINGS = {
     parse: positiveInt(0, 65535),
     help: "port of the embedded PostgreSQL (0: any free port)",
   },
-  dbPoolMax: { env: "CAIRN_DB_POOL_MAX", flag: "db-pool-max", default: 20, parse: positiveInt(1, 1000), help: "pool size" },
+  dbPoolMax: {
+    env: "CAIRN_DB_POOL_MAX",
+    flag: "db-pool-max",
+    default: 20,
+    parse: positiveInt(1, 1000),
+    help: "pool size (with CAIRN_PROCESSES > 1: of all processes together, divided evenly)",
+  },
+  processes: {
+    env: "CAIRN_PROCESSES",
+    flag: "processes",
+    default: 1,
+    parse: processCount,
+    help: "daemon processes serving the one gRPC port (auto: one per core)",
+  },
   logLevel: { env: "CAIRN_LOG_LEVEL", flag: "log-level", default: "info", parse: logLevel, help: "pino log level" },
   statementTimeoutMs: {
     env: "CAIRN_STATEMENT_TIMEOUT_MS",
@@ -430,6 +454,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   const v = values as Values;
   const tls = tlsFiles(v.tlsCertFile, v.tlsKeyFile, v.tlsClientCaFile);
+  if (v.processes > v.dbPoolMax) {
+    throw new ConfigError(
+      `CAIRN_PROCESSES (${v.processes}) exceeds CAIRN_DB_POOL_MAX (${v.dbPoolMax}): the pool size is divided among the processes, each needs at least one connection`,
+    );
+  }
   requireSecureDefaults(v.listen, v.authFile, tls, v.insecure);
   return {
     listen: v.listen,
@@ -438,6 +467,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     dataDir: v.dataDir,
     embeddedPgPort: v.embeddedPgPort,
     dbPoolMax: v.dbPoolMax,
+    processes: v.processes,
     logLevel: v.logLevel,
     statementTimeoutMs: v.statementTimeoutMs,
     shutdownGraceMs: v.shutdownGraceMs,

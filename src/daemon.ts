@@ -61,7 +61,7 @@ export async function resolveDatabase(config: Config, log: Logger): Promise<{ ur
 }
 
 /** Migrates, retrying for a while if the database is not up yet. */
-async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
+export async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
   const giveUpAt = Date.now() + STARTUP_RETRY_MS;
   for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
     try {
@@ -75,12 +75,27 @@ async function migrateWhenReachable(url: string, log: Logger): Promise<void> {
   }
 }
 
-export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+/**
+ * What a worker of a multi-process daemon (cluster.ts) does differently: its
+ * primary has migrated the database, and serves the operations endpoint from
+ * the workers' metrics and readiness.
+ */
+export interface WorkerRole {
+  /** This worker's metrics, scraped through the primary; undefined when the endpoint is off. */
+  metrics: CairnMetrics | undefined;
+  onReadyChange(ready: boolean): void;
+}
+
+export async function startDaemon(config: Config, log: Logger, worker?: WorkerRole): Promise<Daemon> {
   // First, so that /healthz answers (and /readyz says 503) while the database starts and migrates.
-  const metrics = config.metricsListen ? new CairnMetrics() : undefined;
+  const metrics = worker ? worker.metrics : config.metricsListen ? new CairnMetrics() : undefined;
   let ready = false;
+  const setReady = (value: boolean) => {
+    if (value !== ready) worker?.onReadyChange(value);
+    ready = value;
+  };
   let stopRequested = false;
-  const ops = metrics ? await startOpsServer(config.metricsListen!, metrics, () => ready, log) : undefined;
+  const ops = metrics && !worker ? await startOpsServer(config.metricsListen!, metrics, () => ready, log) : undefined;
   let database: Awaited<ReturnType<typeof resolveDatabase>>;
   try {
     database = await resolveDatabase(config, log);
@@ -93,7 +108,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   let hub: NotifyHub | undefined;
   let tracing: Tracing | undefined;
   try {
-    await migrateWhenReachable(database.url, log);
+    if (!worker) await migrateWhenReachable(database.url, log);
     // Undefined unless an OTLP endpoint is configured: then nothing is traced at all.
     tracing = await startTracing(config.otel, log);
     pool = createPool({
@@ -135,7 +150,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     }
     // Readiness follows the monitor, as gRPC health does; migrations are done by now.
     const monitor = new DatabaseMonitor(database.url, config.healthCheckIntervalMs, log, (reachable) => {
-      ready = reachable && !stopRequested;
+      setReady(reachable && !stopRequested);
       setServing(reachable);
     });
     // A call that failed to reach the database has the monitor look at once.
@@ -169,7 +184,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       (stopping ??= (async () => {
         log.info("shutting down");
         stopRequested = true;
-        ready = false;
+        setReady(false);
         setServing(false);
         listener!.stopAccepting();
         // Waits for work end at once (with what they have), and streams never

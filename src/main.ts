@@ -3,7 +3,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, describeSettings, loadConfig } from "./config.js";
+import { isWorker, type Running, startPrimary, startWorker, workerLogger } from "./cluster.js";
+import { type Config, ConfigError, describeSettings, loadConfig } from "./config.js";
 import { resolveDatabase, startDaemon } from "./daemon.js";
 import { migrate } from "./db/migrate.js";
 import { createLogger, type Logger } from "./logger.js";
@@ -62,15 +63,21 @@ function onStopSignals(log: Logger): (stop: () => Promise<void>) => void {
   };
 }
 
+/** This process alone, the primary of several (CAIRN_PROCESSES), or one of its workers (cluster.ts). */
+function startServing(config: Config, log: Logger): Promise<Running> {
+  if (isWorker()) return startWorker(config, log);
+  return config.processes > 1 ? startPrimary(config, log) : startDaemon(config, log);
+}
+
 async function serve(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
-  const log = createLogger(config.logLevel);
+  const log = isWorker() ? workerLogger(createLogger(config.logLevel)) : createLogger(config.logLevel);
   const started = onStopSignals(log);
   // SIGHUP's default action ends the process: take it from the start, and
   // reload once there is a daemon (the files are read at start anyway).
   let reload = () => {};
   process.on("SIGHUP", () => reload());
-  const daemon = await startDaemon(config, log);
+  const daemon = await startServing(config, log);
   reload = () => daemon.reload();
   started(() => daemon.stop());
 }

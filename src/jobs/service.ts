@@ -25,7 +25,7 @@ import {
   checkUnique,
 } from "../grpc/validate.js";
 import { checkBatchCycles, checkDependsOn } from "./dependencies.js";
-import { enqueueAll, JobEnqueuer } from "./enqueue.js";
+import { enqueueBatch, JobEnqueuer } from "./enqueue.js";
 import { FinishedLeases, FlowControl, leaseWithWait, streamLeases } from "./leasing.js";
 import { flowStats } from "./queue-config.js";
 import { queueConfigHandlers } from "./queue-config-service.js";
@@ -37,6 +37,8 @@ const JOB_STATES = enumCodec<JobState, JobStateName>(JobState, "JOB_STATE_");
 const JOB_FIELDS = maskedResource(Job);
 /** The documents a read mask may leave out of the SELECT, by field name. */
 const JOB_DOCUMENTS: Record<string, JobDocument> = { payload: "payload", result: "result", last_error: "lastError", progress: "progress" };
+/** The times a new job's echo shows; a read mask with none of them spares the store reading them. */
+const JOB_TIMES = ["run_time", "create_time", "update_time"];
 const DEFAULTS = { maxAttempts: 5, initialMs: 1_000, maxMs: 3_600_000, multiplier: 2, leaseMs: 30_000 };
 const MAX_WAIT_MS = 60_000;
 const MAX_LEASE_MS = 24 * 3600 * 1000;
@@ -179,7 +181,8 @@ function enqueueHandlers({ db, limits }: ServiceDeps): Pick<JobHandlers, "enqueu
       checkBatchCycles(v, request.requests.map((r, i) => ({ at: `requests[${i}].`, jobId: r.job?.jobId ?? "", dependsOn: r.job?.dependsOn ?? [] })));
       const mask = parseReadMask(v, request.readMask, JOB_FIELDS);
       v.throwIfAny();
-      return { jobs: (await enqueueAll(db.on(ctx), ctx.namespace, enqueues)).map((o) => mask.apply(toWire(o.job))) };
+      const times = JOB_TIMES.some((field) => mask.includes(field));
+      return { jobs: (await enqueueBatch(db, ctx, ctx.namespace, enqueues, times)).map((o) => mask.apply(toWire(o.job))) };
     },
   };
 }

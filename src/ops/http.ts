@@ -7,7 +7,11 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../logger.js";
-import type { CairnMetrics } from "./metrics.js";
+
+/** What /metrics reads: a daemon's own registry, or (several processes) the sum of its workers' (cluster.ts). */
+export interface MetricsText {
+  registry: { metrics(): Promise<string>; contentType: string };
+}
 
 export interface OpsServer {
   /** host:port actually bound (the setting may ask for port 0). */
@@ -15,7 +19,7 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(listen: string, metrics: CairnMetrics, ready: () => boolean, log: Logger): Promise<OpsServer> {
+export async function startOpsServer(listen: string, metrics: MetricsText, ready: () => boolean, log: Logger): Promise<OpsServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") {

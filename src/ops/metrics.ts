@@ -226,6 +226,8 @@ export class CairnMetrics {
       help: "Jobs by queue and state, summed across namespaces (read from the database at each scrape).",
       labelNames: ["queue", "state"],
       registers,
+      // Every process of a multi-process daemon reads the same rows: /metrics shows them once, not summed.
+      aggregator: "max",
       async collect() {
         const rows = await jobRows();
         this.reset();
@@ -243,6 +245,7 @@ export class CairnMetrics {
       help: "Age of the oldest job ready to run but not leased (0: none), by queue, across namespaces (read from the database at each scrape).",
       labelNames: ["queue"],
       registers,
+      aggregator: "max",
       async collect() {
         const rows = await jobRows();
         this.reset();
