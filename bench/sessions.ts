@@ -9,7 +9,8 @@
 // cost of session history on UpdateSession, and a state_patch against a
 // full-state update (BENCH_HISTORY=0 skips it). Then the outbox write (a
 // session update, a KV put and an enqueue) as one Commit, as three calls and
-// as raw pg (bench/commit.ts; BENCH_COMMIT=0 skips it).
+// as raw pg (bench/commit.ts; BENCH_COMMIT=0 skips it). Then large states
+// (benchLargeDocuments; BENCH_SESSIONS_ONLY=large runs it alone).
 import { CairnClient } from "@cairn/client";
 import { credentials } from "@grpc/grpc-js";
 import { createHash } from "node:crypto";
@@ -43,6 +44,7 @@ interface Target {
 const state = (i: number) => ({ step: i, memory: { goal: "benchmark", notes: ["a", "b", "c"] } });
 
 export async function benchSessions(): Promise<void> {
+  if (process.env.BENCH_SESSIONS_ONLY === "large") return benchLargeDocuments();
   const env = await startBenchEnvironment();
   const client = new CairnClient(env.cairnAddress);
   const pool = createPool({ connectionString: env.databaseUrl, max: env.poolMax, statementTimeoutMs: 30_000 });
@@ -97,6 +99,114 @@ export async function benchSessions(): Promise<void> {
   if (process.env.BENCH_METRICS !== "0") await benchMetrics();
   if (process.env.BENCH_HISTORY !== "0") await benchHistory();
   if (process.env.BENCH_COMMIT !== "0") await benchCommit();
+  await benchLargeDocuments();
+}
+
+/** A state of `bytes` of JSON in a few big strings. */
+export function bigStringsState(bytes: number, version = 0): Record<string, unknown> {
+  const parts = 4;
+  // Each member costs its key, quotes, colon and comma: 8 bytes.
+  const each = Math.floor((bytes - 2 - parts * 8) / parts);
+  const state: Record<string, unknown> = {};
+  for (let p = 0; p < parts; p++) state[`s${p}`] = `${version}:`.padEnd(each, String.fromCharCode(97 + p));
+  return state;
+}
+
+/** A state of about `bytes` of JSON in thousands of small objects, numbers, strings, booleans and nulls. */
+export function manySmallValuesState(bytes: number, version = 0): Record<string, unknown> {
+  const items: unknown[] = [];
+  const counters: Record<string, number> = {};
+  const item = (i: number) => ({ id: i, name: `item-${i}`, score: i * 1.25 + version, done: i % 2 === 0, tags: ["a", "bc"], note: null });
+  const itemBytes = JSON.stringify(item(100000)).length + 1;
+  const count = Math.floor((bytes * 0.9) / itemBytes);
+  for (let i = 0; i < count; i++) items.push(item(i));
+  let size = JSON.stringify({ version, items, counters }).length;
+  for (let i = 0; size < bytes; i++) {
+    counters[`k${i}`] = i * 7 + version;
+    size += JSON.stringify(`k${i}`).length + String(i * 7 + version).length + 2;
+  }
+  return { version, items, counters };
+}
+
+interface LatencyRow {
+  p50: number;
+  p95: number;
+}
+
+/** Calls `op` one at a time for `seconds`; p50 and p95 of the calls. */
+async function latencies(seconds: number, op: (i: number) => Promise<unknown>): Promise<LatencyRow> {
+  const times: number[] = [];
+  const endAt = performance.now() + seconds * 1000;
+  for (let i = 0; performance.now() < endAt || times.length < 5; i++) {
+    const t0 = performance.now();
+    await op(i);
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  const at = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
+  return { p50: at(0.5), p95: at(0.95) };
+}
+
+/**
+ * Large states, one call at a time: CreateSession, UpdateSession (the whole
+ * state) and GetSession of a 256 KiB state in a few big strings and of a
+ * 248 KB one of many small values, through Cairn's client, against a raw
+ * `pg` pool doing the same with the same JSON on a table of its own (INSERT
+ * of the jsonb, UPDATE of it, SELECT by key). Cairn's updates also keep
+ * session history (the default), as users get them.
+ */
+export async function benchLargeDocuments(): Promise<void> {
+  const env = await startBenchEnvironment(4);
+  const client = new CairnClient(env.cairnAddress);
+  const pool = new pg.Pool({ connectionString: env.databaseUrl, max: 4 });
+  const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+  const documents: [name: string, make: (version: number) => Record<string, unknown>][] = [
+    ["256 KiB, big strings", (v) => bigStringsState(256 * 1024, v)],
+    ["248 KB, many small values", (v) => manySmallValuesState(248_000, v)],
+  ];
+  const rows = [["document", "call", "cairn p50 ms", "p95 ms", "raw pg p50 ms", "p95 ms", "cairn/raw p50"]];
+  try {
+    await pool.query("CREATE TABLE bench_documents (key text PRIMARY KEY, doc jsonb NOT NULL)");
+    for (const [name, make] of documents) {
+      const versions = [make(0), make(1)];
+      const texts = versions.map((d) => JSON.stringify(d));
+      const cairnIds: string[] = [];
+      const rawIds: string[] = [];
+      const cairn = {
+        create: async () => cairnIds.push((await client.sessions.createSession({ session: { agentId: "bench", state: versions[0] } })).sessionId),
+        update: (i: number) =>
+          client.sessions.updateSession({ session: { sessionId: cairnIds[i % cairnIds.length]!, state: versions[(i + 1) % 2] }, updateMask: ["state"] }),
+        get: (i: number) => client.sessions.getSession({ sessionId: cairnIds[i % cairnIds.length]! }),
+      };
+      const raw = {
+        create: async () => {
+          const key = uuidv7();
+          await pool.query("INSERT INTO bench_documents (key, doc) VALUES ($1, $2::jsonb)", [key, JSON.stringify(versions[0])]);
+          rawIds.push(key);
+        },
+        update: (i: number) => pool.query("UPDATE bench_documents SET doc = $2::jsonb WHERE key = $1", [rawIds[i % rawIds.length]!, JSON.stringify(versions[(i + 1) % 2])]),
+        get: (i: number) => pool.query("SELECT doc FROM bench_documents WHERE key = $1", [rawIds[i % rawIds.length]!]),
+      };
+      console.error(`${name}: ${Buffer.byteLength(texts[0]!)} bytes of JSON`);
+      for (const call of ["create", "update", "get"] as const) {
+        await latencies(0.3, cairn[call]);
+        const c = await latencies(seconds, cairn[call]);
+        await latencies(0.3, raw[call]);
+        const r = await latencies(seconds, raw[call]);
+        const label = { create: "CreateSession", update: "UpdateSession", get: "GetSession" }[call];
+        rows.push([name, label, c.p50.toFixed(2), c.p95.toFixed(2), r.p50.toFixed(2), r.p95.toFixed(2), `${(c.p50 / r.p50).toFixed(2)}x`]);
+        console.error(rows[rows.length - 1]!.join(" "));
+      }
+    }
+  } finally {
+    client.close();
+    await pool.end();
+    await env.close();
+  }
+  console.log(`
+large session states, one call at a time (${seconds} s per cell; raw pg: INSERT, UPDATE, SELECT of a jsonb by key)
+`);
+  console.log(formatTable(rows));
 }
 
 /**

@@ -4,13 +4,16 @@
 // the handler adapter turns into INVALID_ARGUMENT naming the field. Strings
 // are decoded strictly (invalid UTF-8 is refused, not replaced), and an
 // int64 beyond ±(2^53−1), which ts-proto cannot hold in a JS number, is
-// named with its path instead of failing the decoder.
+// named with its path instead of failing the decoder. The documents
+// (google.protobuf.Struct fields) of requests and responses are read and
+// written by document-fields.ts, the rest by the generated code.
 import { createFileRegistry, type DescField, type DescMessage, fromBinary, ScalarType } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as wire from "@cairn/client";
 import type { FieldViolation } from "../errors.js";
-import { readerWithRoom } from "./deep-decode.js";
+import { readerWithRoom, startingDepth } from "./deep-decode.js";
+import { decodeWithDocuments, documentPlan, encodeWithDocuments, type Generated } from "./document-fields.js";
 
 /** A request whose bytes did not decode; carries what was wrong with them. */
 export class UndecodableRequest {
@@ -21,16 +24,22 @@ const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.f
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const decodeStrictly = (bytes: Uint8Array) => strictUtf8.decode(bytes);
 
-interface Decodable {
+interface Decodable extends Generated {
   decode(input: BinaryReader): unknown;
 }
 
-/** The input message type of a method path ("/cairn.v1.SessionService/GetSession"). */
-function inputType(path: string): DescMessage {
+/** The method of a path ("/cairn.v1.SessionService/GetSession"). */
+function methodOf(path: string) {
   const [, service, method] = path.split("/");
   const found = registry.getService(service!)?.methods.find((m) => m.name === method);
   if (!found) throw new Error(`no descriptor for ${path}`);
-  return found.input;
+  return found;
+}
+
+/** The generated code of a cairn.v1 message (the client package exports them by name). */
+function generatedOf(desc: DescMessage): Decodable | undefined {
+  const generated = (wire as unknown as Record<string, Decodable | undefined>)[desc.name];
+  return generated?.decode && desc.typeName === `cairn.v1.${desc.name}` ? generated : undefined;
 }
 
 /**
@@ -39,16 +48,32 @@ function inputType(path: string): DescMessage {
  * returns an UndecodableRequest naming why.
  */
 export function requestDeserializer(path: string, maxJsonDepth: number): (bytes: Buffer) => unknown {
-  const desc = inputType(path);
-  const generated = (wire as unknown as Record<string, Decodable | undefined>)[desc.name];
-  if (!generated?.decode || desc.typeName !== `cairn.v1.${desc.name}`) throw new Error(`no generated decoder for ${desc.typeName}`);
+  const desc = methodOf(path).input;
+  const generated = generatedOf(desc);
+  if (!generated) throw new Error(`no generated decoder for ${desc.typeName}`);
+  const plan = documentPlan(desc, generatedOf);
+  const depth = startingDepth(maxJsonDepth);
+  const decode = (bytes: Buffer) => generated.decode(readerWithRoom(bytes, maxJsonDepth, decodeStrictly));
   return (bytes) => {
     try {
-      return generated.decode(readerWithRoom(bytes, maxJsonDepth, decodeStrictly));
-    } catch (error) {
-      return new UndecodableRequest(explain(desc, bytes, error));
+      // Documents the plain path cannot read (undefined) go through the generated code, which decides.
+      return (plan && decodeWithDocuments(plan, bytes, depth, decode)) ?? decode(bytes);
+    } catch {
+      // The whole request again through the generated code, so its error is explained as before.
+      try {
+        return decode(bytes);
+      } catch (error) {
+        return new UndecodableRequest(explain(desc, bytes, error));
+      }
     }
   };
+}
+
+/** The serializer of `path`'s responses: `generated` (the service definition's), with documents written the plain way. */
+export function responseSerializer(path: string, generated: (value: any) => Buffer): (value: any) => Buffer {
+  const desc = methodOf(path).output;
+  const plan = generatedOf(desc) && documentPlan(desc, generatedOf);
+  return plan ? (value) => encodeWithDocuments(plan, value) : generated;
 }
 
 const INT64_SCALARS = new Set([ScalarType.INT64, ScalarType.UINT64, ScalarType.SINT64, ScalarType.FIXED64, ScalarType.SFIXED64]);

@@ -27,6 +27,11 @@ export function decodeBudget(maxJsonDepth: number): number {
   return ENVELOPE_MESSAGES + MESSAGES_PER_LEVEL * (maxJsonDepth + SLACK_LEVELS);
 }
 
+/** The depth count a reader for `maxJsonDepth` levels starts at (see readerWithRoom). */
+export function startingDepth(maxJsonDepth: number): number {
+  return TS_PROTO_RECURSION_LIMIT - decodeBudget(maxJsonDepth);
+}
+
 /**
  * A reader for `X.decode(reader)` whose depth count leaves room for
  * `maxJsonDepth` levels of JSON; `decodeUtf8` as BinaryReader takes it
@@ -34,7 +39,7 @@ export function decodeBudget(maxJsonDepth: number): number {
  */
 export function readerWithRoom(bytes: Uint8Array, maxJsonDepth: number, decodeUtf8?: (bytes: Uint8Array) => string): BinaryReader {
   const reader = new BinaryReader(bytes, decodeUtf8);
-  (reader as unknown as { __tsProtoDecodeDepth: number }).__tsProtoDecodeDepth = TS_PROTO_RECURSION_LIMIT - decodeBudget(maxJsonDepth);
+  (reader as unknown as { __tsProtoDecodeDepth: number }).__tsProtoDecodeDepth = startingDepth(maxJsonDepth);
   return reader;
 }
 

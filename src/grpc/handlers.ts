@@ -12,7 +12,7 @@ import type { AbortReason } from "../db/errors.js";
 import { callerOf } from "../auth/caller.js";
 import type { NotifyHub } from "../db/notify-hub.js";
 import { internal, invalidArgument, messageTooLarge } from "../errors.js";
-import { requestDeserializer, UndecodableRequest } from "./decode.js";
+import { requestDeserializer, responseSerializer, UndecodableRequest } from "./decode.js";
 import { asCairnError, toServiceError } from "./status.js";
 import { attachOutbox, Outbox, type StreamCall, type StreamRegistry } from "./streams.js";
 
@@ -202,7 +202,7 @@ export function bindService<S extends AnyDefinition>(
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
     const handler = (handlers as Record<string, (...args: any[]) => Promise<any>>)[name]!;
-    const serialize = method.responseSerialize;
+    const serialize = responseSerializer(method.path, method.responseSerialize);
     wrapped[name] = { ...method, requestDeserialize: requestDeserializer(method.path, deps.maxJsonDepth), responseSerialize: passThrough(serialize) };
     if (!method.requestStream && !method.responseStream) implementation[name] = bindUnary(method.path, serialize, handler, deps);
     else if (!method.requestStream) {

@@ -60,6 +60,14 @@ export const FIELDS: Fields<SessionRecord> = {
   parentVersion: "parent_version",
 };
 const COLUMNS = selectList(FIELDS);
+/**
+ * A created row without its documents: CreateSession echoes the metadata
+ * and state it was given instead of reading them back (a large state would
+ * cross the wire and be parsed once more). They are the same JSON values:
+ * jsonb only reorders keys and has no -0, which the response encoder
+ * (grpc/struct-codec.ts) writes as 0.
+ */
+const CREATED_COLUMNS = selectList(omitting(FIELDS, ["metadata", "state"]));
 
 /** The fields a read mask may leave out of the SELECT: the documents. */
 export type SessionDocument = "labels" | "metadata" | "state";
@@ -138,7 +146,7 @@ function createOne(tx: Queryable, ns: string, { session, idempotency }: SessionC
         `INSERT INTO sessions (namespace, session_id, agent_id, user_id, status, labels, metadata, state, end_time)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, CASE WHEN $5 <> 'ACTIVE' THEN now() END)
          ON CONFLICT (namespace, session_id) DO NOTHING
-         RETURNING ${COLUMNS}`,
+         RETURNING ${CREATED_COLUMNS}`,
         [
           ns,
           session.sessionId,
@@ -151,7 +159,7 @@ function createOne(tx: Queryable, ns: string, { session, idempotency }: SessionC
         ],
       );
       if (!inserted.rows[0]) throw alreadyExists("session", session.sessionId);
-      return inserted.rows[0];
+      return { ...inserted.rows[0], metadata: session.metadata, state: session.state };
     },
   });
 }

@@ -4,7 +4,7 @@
 // none, with the allow_missing upserts. Also the state merge
 // (state_patch) that AppendMessages shares. Touches the sessions table
 // only; a missing session is inserted through store.ts.
-import { selectList } from "../db/columns.js";
+import { type Fields, selectList } from "../db/columns.js";
 import type { Queryable } from "../db/database.js";
 import { CairnError, invalidField, notFound, transactionConflict, versionConflict } from "../errors.js";
 import {
@@ -62,6 +62,23 @@ export interface MissingSession {
 function newSessionRow(session: NewSession, statePatch: JsonObject | null): SessionRow {
   const none = { createTime: null, updateTime: null, endTime: null, parentSessionId: null, parentVersion: null };
   return { ...session, ...none, statePatch, version: null, lastMessageSequence: 0 };
+}
+
+/**
+ * The updated row, but the documents the update wrote are echoed from it
+ * rather than read back (as CreateSession does, see store.ts
+ * CREATED_COLUMNS); a merged state is read back.
+ */
+const UPDATED_FIELDS: Fields<SessionRecord> = {
+  ...FIELDS,
+  metadata: (t) => `CASE WHEN p.set_metadata THEN NULL ELSE ${t}metadata END`,
+  state: (t) => `CASE WHEN p.set_state THEN NULL ELSE ${t}state END`,
+};
+
+function withWrittenDocuments(row: SessionRecord, patch: SessionPatch): SessionRecord {
+  if (patch.metadata !== undefined) row.metadata = patch.metadata;
+  if (patch.state !== undefined) row.state = patch.state;
+  return row;
 }
 
 /** An update of a session in namespace `ns` (coalesced updates mix namespaces). */
@@ -138,7 +155,7 @@ export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): P
        WHERE s.namespace = p.namespace AND s.session_id = p.session_id AND NOT c.too_large
          AND s.namespace = ANY ($3::text[]) AND s.session_id = ANY ($2::text[])
          AND (p.expected_version IS NULL OR s.version = p.expected_version)
-       RETURNING p.ord, ${selectList(FIELDS, "s.")}
+       RETURNING p.ord, ${selectList(UPDATED_FIELDS, "s.")}
      )
      SELECT c.ord AS slot, c.too_large AS "stateTooLarge", c.state_bytes AS "stateBytes", u.*
        FROM checked c LEFT JOIN updated u ON u.ord = c.ord
@@ -150,7 +167,7 @@ export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): P
   const outcomes: UpdateOutcome[] = updates.map(() => undefined);
   for (const { slot, stateTooLarge, stateBytes, ord: _ord, ...session } of result.rows) {
     const merge = updates[slot]!.patch.stateMerge;
-    outcomes[slot] = stateTooLarge && merge ? mergedStateTooLarge(merge, stateBytes ?? 0) : session;
+    outcomes[slot] = stateTooLarge && merge ? mergedStateTooLarge(merge, stateBytes ?? 0) : withWrittenDocuments(session, updates[slot]!.patch);
   }
   return outcomes;
 }
