@@ -186,13 +186,17 @@ export const refKey = (ns: string, key: string) => `${ns}\u0000${key}`;
 /**
  * Live entries at (namespace, key) pairs of any namespaces, in one
  * statement: the coalesced Gets of a moment come from several namespaces.
- * Keyed by refKey.
+ * One primary-key probe per pair, whatever the planner believes of the
+ * table's size (a join could hash a table it thinks small; see
+ * traces/store.ts findStored). Keyed by refKey.
  */
 async function readRefs(q: Queryable, refs: EntryRef[]): Promise<Map<string, EntryRecord>> {
   const result = await q.prepared<SelectedEntry & { ns: string }>(
     "kv_read_refs",
-    `SELECT namespace AS ns, ${selectList(FIELDS)} FROM kv_entries
-      WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND ${LIVE}`,
+    `SELECT e.* FROM unnest($1::text[], $2::text[]) AS r (namespace, key)
+      CROSS JOIN LATERAL (
+        SELECT namespace AS ns, ${selectList(FIELDS)} FROM kv_entries
+         WHERE namespace = r.namespace AND key = r.key AND ${LIVE} LIMIT 1) AS e`,
     [refs.map((r) => r.ns), refs.map((r) => r.key)],
   );
   return new Map(result.rows.map(({ ns, ...r }) => [refKey(ns, r.key), decodeEntry(r)]));

@@ -121,9 +121,12 @@ function plan(request: NsWrite, current: CurrentRow | undefined): PlannedWrite |
  */
 async function applyWrites(tx: Queryable, requests: NsWrite[]): Promise<(EntryRecord | CairnError)[]> {
   await lockKeys(tx, requests);
+  // One primary-key probe per key, whatever the planner believes of the table's size.
   const locked = await tx.query<CurrentRow>(
-    `SELECT namespace, key, version, ${LIVE} AS live, json_value, bytes_value, session_id, expire_time
-       FROM kv_entries WHERE (namespace, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) FOR UPDATE`,
+    `SELECT e.* FROM unnest($1::text[], $2::text[]) AS r (namespace, key)
+      CROSS JOIN LATERAL (
+        SELECT namespace, key, version, ${LIVE} AS live, json_value, bytes_value, session_id, expire_time
+          FROM kv_entries WHERE namespace = r.namespace AND key = r.key LIMIT 1 FOR UPDATE) AS e`,
     [requests.map((r) => r.ns), requests.map((r) => r.key)],
   );
   const rows = new Map(locked.rows.filter((r) => r.live).map((r) => [refKey(r.namespace, r.key), r]));
