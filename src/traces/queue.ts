@@ -1,6 +1,7 @@
-// Appends to one trace take turns here, in the daemon, before they touch the
-// pool. Every append locks its traces' head rows (store.ts), so appends to a
-// hot trace run one at a time anyway; without this queue each would hold a
+// Large appends (more events than batcher.ts groups) to one trace take
+// turns here, in the daemon, before they touch the pool. Every append
+// locks its traces' head rows (store.ts), so appends to a hot trace run
+// one at a time anyway; without this queue each would hold a
 // pool connection while it waits on that row lock, and a few hundred
 // appends to one trace would take every connection and starve the calls
 // that have nothing to do with that trace. Here they wait holding nothing.

@@ -19,6 +19,7 @@ import { maskedResource, parseReadMask } from "../grpc/read-mask.js";
 import { Violations, checkBatchSize, checkDocument, checkFilterList, checkId, checkReference, checkText } from "../grpc/validate.js";
 import { nowIso } from "../time.js";
 import { TraceFanout } from "./fanout.js";
+import { AppendBatcher, SMALL_CALL_EVENTS } from "./batcher.js";
 import { TraceQueue, traceTurn } from "./queue.js";
 import * as store from "./store.js";
 import type { EventFilter, NewTraceEvent, SeverityName, TraceEventRecord } from "./store.js";
@@ -73,6 +74,7 @@ export function toNewEvents(v: Violations, events: TraceEvent[], limits: Limits,
     const time = v.collect(() => isoFromTimestamp(e.time, `${at}.time`)) ?? ingestTime;
     return {
       eventId: e.eventId || uuidv7(),
+      ...(e.eventId ? {} : { generatedId: true as const }),
       traceId: e.traceId,
       sessionId: e.sessionId,
       eventType: e.eventType,
@@ -98,22 +100,25 @@ export function traceHandlers(deps: ServiceDeps, appended?: { inc(n: number): vo
   deps.hub.listen(CHANNELS.traceEvents, (lastOffset) => fanout.notified(lastOffset));
   // Deletions on any replica (and a reconnect of the LISTEN connection, which may have missed some) empty the window.
   deps.hub.listen(CHANNELS.traceDeletes, () => fanout.forget());
-  // Appends to one trace (of one namespace) wait their turn here, holding no pool connection.
+  // Small appends commit in groups (batcher.ts); a large one waits for its traces' turns here, holding no pool connection.
+  const batcher = new AppendBatcher(db);
   const queue = new TraceQueue();
-  const append = (ctx: { signal: AbortSignal; namespace: string }, events: NewTraceEvent[], ingestTime: string) =>
+  const appendAlone = (ctx: { signal: AbortSignal; namespace: string }, events: NewTraceEvent[], ingestTime: string) =>
     queue.run(
       events.map((e) => traceTurn(ctx.namespace, e.traceId)),
       ctx.signal,
-      async () => {
-        const outcomes = await store.append(db.on(ctx), ctx.namespace, events, ingestTime);
-        if (appended) {
-          let added = 0;
-          for (const o of outcomes) if (!o.duplicate) added++;
-          if (added > 0) appended.inc(added);
-        }
-        return outcomes;
-      },
+      () => store.append(db.on(ctx), ctx.namespace, events, ingestTime),
     );
+  const append = async (ctx: { signal: AbortSignal; namespace: string }, events: NewTraceEvent[], ingestTime: string) => {
+    const outcomes =
+      events.length > SMALL_CALL_EVENTS ? await appendAlone(ctx, events, ingestTime) : await batcher.append(ctx, { ns: ctx.namespace, events, ingestTime });
+    if (appended) {
+      let added = 0;
+      for (const o of outcomes) if (!o.duplicate) added++;
+      if (added > 0) appended.inc(added);
+    }
+    return outcomes;
+  };
 
   return {
     async appendEvents(request, ctx) {
