@@ -4,6 +4,7 @@ import { afterAll, expect, it } from "vitest";
 import { migrate } from "../src/db/migrate.js";
 import { createLogger } from "../src/logger.js";
 import { MIGRATIONS_DIR } from "../src/paths.js";
+import { FIND_STORED_SQL } from "../src/traces/store.js";
 import { createTestDatabase } from "./support/harness.js";
 
 const log = createLogger("silent");
@@ -110,6 +111,30 @@ it("a fresh database's first offset is 1 and nothing is settled before it", asyn
   try {
     expect((await client.query(`SELECT cairn_settled_trace_offset() AS n`)).rows[0].n).toBe("0");
     expect((await client.query(`SELECT nextval('trace_event_offsets') AS n`)).rows[0].n).toBe("1");
+  } finally {
+    await client.end();
+  }
+});
+
+it("an append's duplicate check probes the index even when statistics say the table is empty", async () => {
+  const db = await createTestDatabase();
+  drops.push(db.drop);
+  await migrate(db.url, log);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    // Statistics taken while the table was empty, then 100k events the planner has not heard of.
+    await client.query("ALTER TABLE trace_events SET (autovacuum_enabled = false)");
+    await client.query("ANALYZE trace_events");
+    await client.query(
+      `INSERT INTO trace_events (namespace, event_offset, trace_id, sequence, event_id, event_type, severity, event_time, ingest_time, prev_hash, event_hash)
+       SELECT 'default', i, 't-' || (i % 50), i, 'e-' || i, 'step', 2, now(), now(), '', '' FROM generate_series(1, 100000) AS i`,
+    );
+    const keys = Array.from({ length: 500 }, (_, i) => i);
+    const values = [keys.map(() => "default"), keys.map((i) => `t-${i % 50}`), keys.map((i) => `new-${i}`)];
+    const plan = (await client.query(`EXPLAIN ${FIND_STORED_SQL}`, values)).rows.map((r) => r["QUERY PLAN"]).join("\n");
+    expect(plan).toContain("Index Scan using trace_events_trace_event_key");
+    expect(plan).not.toMatch(/Hash|Seq Scan on trace_events|Bitmap Heap Scan on trace_events/);
   } finally {
     await client.end();
   }

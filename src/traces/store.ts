@@ -402,16 +402,19 @@ async function lockPairs(tx: Queryable, pairs: [string, string][]): Promise<Map<
  * small enough to hash whole, and every batch read the namespace's events
  * (135 ms a batch at 100k events, growing with the table).
  */
+/** findStored's statement, exported for the test that checks its plan against stale statistics. */
+export const FIND_STORED_SQL = `SELECT e.namespace, e.trace_id, e.event_id, e.sequence, e.event_offset
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS k (namespace, trace_id, event_id)
+  CROSS JOIN LATERAL (
+    SELECT namespace, trace_id, event_id, sequence, event_offset FROM trace_events
+     WHERE namespace = k.namespace AND trace_id = k.trace_id AND event_id = k.event_id
+     LIMIT 1) AS e`;
+
 async function findStored(tx: Queryable, calls: AppendCall[]): Promise<Map<string, { sequence: number; offset: number }>> {
   const keys = calls.flatMap(({ ns, events }) => events.filter((e) => !e.generatedId).map((e) => [ns, e.traceId, e.eventId] as const));
   if (keys.length === 0) return new Map();
   const result = await tx.query<{ namespace: string; trace_id: string; event_id: string; sequence: number; event_offset: number }>(
-    `SELECT e.namespace, e.trace_id, e.event_id, e.sequence, e.event_offset
-       FROM unnest($1::text[], $2::text[], $3::text[]) AS k (namespace, trace_id, event_id)
-       CROSS JOIN LATERAL (
-         SELECT namespace, trace_id, event_id, sequence, event_offset FROM trace_events
-          WHERE namespace = k.namespace AND trace_id = k.trace_id AND event_id = k.event_id
-          LIMIT 1) AS e`,
+    FIND_STORED_SQL,
     [keys.map((k) => k[0]), keys.map((k) => k[1]), keys.map((k) => k[2])],
   );
   return new Map(result.rows.map((r) => [eventKey(r.namespace, r.trace_id, r.event_id), { sequence: r.sequence, offset: r.event_offset }]));
