@@ -3,7 +3,7 @@
 // jsonb treat specially, empty containers, nulls, and Struct bytes written
 // by hand (repeated keys, entries without values, unknown fields, a Value
 // with two kinds). The daemon reads and writes documents with its own
-// codec (src/grpc/struct-codec.ts) and echoes the state a write was given;
+// codec (clients/typescript/src/struct-codec.ts) and echoes the state a write was given;
 // each check compares the returned and the stored state with what
 // ts-proto's own path gives: its decode of the same request bytes, stored
 // as JSON.stringify writes it, read back from jsonb.

@@ -6,41 +6,22 @@
 // int64 beyond ±(2^53−1), which ts-proto cannot hold in a JS number, is
 // named with its path instead of failing the decoder. The documents
 // (google.protobuf.Struct fields) of requests and responses are read and
-// written by document-fields.ts, the rest by the generated code.
-import { createFileRegistry, type DescField, type DescMessage, fromBinary, ScalarType } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+// written by the client package's plain codec (documents.ts, shared with
+// the TypeScript client), the rest by the generated code.
+import { type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import * as wire from "@cairn/client";
 import type { FieldViolation } from "../errors.js";
 import { readerWithRoom, startingDepth } from "./deep-decode.js";
-import { decodeWithDocuments, documentPlan, encodeWithDocuments, type Generated } from "./document-fields.js";
 
 /** A request whose bytes did not decode; carries what was wrong with them. */
 export class UndecodableRequest {
   constructor(readonly violations: FieldViolation[]) {}
 }
 
-const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, Buffer.from(wire.descriptorSetBase64, "base64")));
+const { decodeWithDocuments, documentsOf, encodeWithDocuments, generatedOf, methodOf } = wire;
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const decodeStrictly = (bytes: Uint8Array) => strictUtf8.decode(bytes);
-
-interface Decodable extends Generated {
-  decode(input: BinaryReader): unknown;
-}
-
-/** The method of a path ("/cairn.v1.SessionService/GetSession"). */
-function methodOf(path: string) {
-  const [, service, method] = path.split("/");
-  const found = registry.getService(service!)?.methods.find((m) => m.name === method);
-  if (!found) throw new Error(`no descriptor for ${path}`);
-  return found;
-}
-
-/** The generated code of a cairn.v1 message (the client package exports them by name). */
-function generatedOf(desc: DescMessage): Decodable | undefined {
-  const generated = (wire as unknown as Record<string, Decodable | undefined>)[desc.name];
-  return generated?.decode && desc.typeName === `cairn.v1.${desc.name}` ? generated : undefined;
-}
 
 /**
  * A deserializer for `path` that decodes with the generated code (strict
@@ -51,7 +32,7 @@ export function requestDeserializer(path: string, maxJsonDepth: number): (bytes:
   const desc = methodOf(path).input;
   const generated = generatedOf(desc);
   if (!generated) throw new Error(`no generated decoder for ${desc.typeName}`);
-  const plan = documentPlan(desc, generatedOf);
+  const plan = documentsOf(path, "input");
   const depth = startingDepth(maxJsonDepth);
   const decode = (bytes: Buffer) => generated.decode(readerWithRoom(bytes, maxJsonDepth, decodeStrictly));
   return (bytes) => {
@@ -71,8 +52,7 @@ export function requestDeserializer(path: string, maxJsonDepth: number): (bytes:
 
 /** The serializer of `path`'s responses: `generated` (the service definition's), with documents written the plain way. */
 export function responseSerializer(path: string, generated: (value: any) => Buffer): (value: any) => Buffer {
-  const desc = methodOf(path).output;
-  const plan = generatedOf(desc) && documentPlan(desc, generatedOf);
+  const plan = documentsOf(path, "output");
   return plan ? (value) => encodeWithDocuments(plan, value) : generated;
 }
 

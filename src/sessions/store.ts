@@ -65,7 +65,7 @@ const COLUMNS = selectList(FIELDS);
  * and state it was given instead of reading them back (a large state would
  * cross the wire and be parsed once more). They are the same JSON values:
  * jsonb only reorders keys and has no -0, which the response encoder
- * (grpc/struct-codec.ts) writes as 0.
+ * (the client package's struct-codec.ts) writes as 0.
  */
 const CREATED_COLUMNS = selectList(omitting(FIELDS, ["metadata", "state"]));
 

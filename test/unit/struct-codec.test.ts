@@ -1,4 +1,4 @@
-// The daemon's own google.protobuf.Struct codec (src/grpc/struct-codec.ts,
+// The plain google.protobuf.Struct codec (clients/typescript/src/struct-codec.ts,
 // document-fields.ts, wired in decode.ts) against ts-proto's, on seeded
 // random documents and on random, hand-written and corrupted request bytes:
 // every request must decode to what the generated code gives (the same
@@ -216,6 +216,25 @@ describe("responses encode as ts-proto encodes them", () => {
       expect(isDeepStrictEqual(decode(bytes), expected), `session ${i}`).toBe(true);
       const batch = wire.BatchCreateSessionsResponse.decode(readerWithRoom(many({ sessions: [session, session] }), DEPTH));
       expect(isDeepStrictEqual(batch.sessions, [expected, expected]), `batch ${i}`).toBe(true);
+    }
+  });
+});
+
+describe("the TypeScript client's side (documents.ts): what ts-proto would send and read", () => {
+  it("random documents, in requests it writes and responses it reads", () => {
+    const r = prng(4);
+    const write = wire.documentsOf(CREATE, "input")!;
+    const read = wire.documentsOf("/cairn.v1.SessionService/GetSession", "output")!;
+    const decodeRequest = (bytes: Uint8Array) => wire.CreateSessionRequest.decode(readerWithRoom(bytes, DEPTH));
+    const decodeSession = (bytes: Uint8Array) => wire.Session.decode(readerWithRoom(bytes, DEPTH));
+    for (let i = 0; i < 1000; i++) {
+      const request = wire.CreateSessionRequest.fromPartial({ requestId: `r${i}`, session: { agentId: "a", state: randomObject(r, 0), metadata: randomObject(r, 0) } });
+      const expected = withoutNegativeZero(decodeRequest(wire.CreateSessionRequest.encode(request).finish()));
+      expect(isDeepStrictEqual(decodeRequest(wire.encodeWithDocuments(write, request)), expected), `request ${i}`).toBe(true);
+      const session = { ...wire.Session.fromPartial({ sessionId: `s${i}`, agentId: "a" }), state: randomObject(r, 0) };
+      const bytes = Buffer.from(wire.Session.encode(session).finish());
+      const got = wire.decodeWithDocuments(read, bytes, -900, decodeSession) ?? decodeSession(bytes);
+      expect(isDeepStrictEqual(got, decodeSession(bytes)), `response ${i}`).toBe(true);
     }
   });
 });

@@ -12,6 +12,7 @@ import * as transaction from "./gen/cairn/v1/transaction.js";
 import { BadRequest, ErrorInfo } from "./gen/google/rpc/error_details.js";
 import { Status } from "./gen/google/rpc/status.js";
 // Keeps JSON null in google.protobuf.Value oneof members (Entry.json_value) through fromPartial.
+import { decodeWithDocuments, documentsOf, encodeWithDocuments } from "./documents.js";
 import "./json-null.js";
 
 export * from "./gen/cairn/v1/job.js";
@@ -29,6 +30,7 @@ export { Timestamp } from "./gen/google/protobuf/timestamp.js";
 export { BadRequest, ErrorInfo } from "./gen/google/rpc/error_details.js";
 export { Status } from "./gen/google/rpc/status.js";
 export { descriptorSetBase64 } from "./gen/descriptor_set.js";
+export { type DocumentPlan, decodeWithDocuments, documentsOf, encodeWithDocuments, type Generated, generatedOf, methodOf, registry } from "./documents.js";
 
 /** The shape ts-proto gives every message namespace we rely on. */
 interface MessageFns<T> {
@@ -109,8 +111,8 @@ function promisify<S extends ServiceDefinition>(
     // Every cairn.v1 request message is named after its method.
     const requestType = messages[`${upperFirst(name)}Request`] as MessageFns<unknown> | undefined;
     if (!requestType) throw new Error(`no request message for ${method.path}`);
-    const serialize = (partial: unknown) => method.requestSerialize(requestType.fromPartial(partial ?? {}));
-    const deserialize = withRoomForDocuments(method.responseDeserialize);
+    const serialize = documentsWriter(method.path, method.requestSerialize, requestType);
+    const deserialize = documentsReader(method.path, withRoomForDocuments(method.responseDeserialize));
     const callOptions = (options: CallOptions) => ({ deadline: toDeadline(options.deadline) });
     const cancelOnAbort = <C extends { cancel(): void; once?(event: string, listener: () => void): unknown }>(call: C, options: CallOptions) => {
       const { signal } = options;
@@ -174,6 +176,32 @@ function promisify<S extends ServiceDefinition>(
  * recursion (here: 1,000 nested messages, about 330 object levels).
  */
 const ROOM_FOR_DOCUMENTS = 900;
+
+/**
+ * A request serializer whose documents are written with the plain codec
+ * (documents.ts): a large session state or payload costs a fraction of
+ * ts-proto's wrapping and encoding of each value.
+ */
+function documentsWriter(path: string, generated: (value: any) => Buffer, requestType: MessageFns<unknown>): (partial: unknown) => Buffer {
+  const plan = documentsOf(path, "input");
+  return (partial) => {
+    const message = requestType.fromPartial(partial ?? {});
+    return plan ? encodeWithDocuments(plan, message as Record<string, any>) : generated(message);
+  };
+}
+
+/** A response deserializer whose documents are read with the plain codec; anything unusual is the generated code's to read. */
+function documentsReader<T>(path: string, generated: (bytes: Buffer) => T): (bytes: Buffer) => T {
+  const plan = documentsOf(path, "output");
+  if (!plan) return generated;
+  return (bytes) => {
+    try {
+      return decodeWithDocuments(plan, bytes, -ROOM_FOR_DOCUMENTS, generated) ?? generated(bytes);
+    } catch {
+      return generated(bytes);
+    }
+  };
+}
 
 function withRoomForDocuments<T>(deserialize: (bytes: Buffer) => T): (bytes: Buffer) => T {
   return (bytes) => {
