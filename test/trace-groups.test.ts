@@ -76,3 +76,28 @@ it("one caller's appends to a trace, sent without waiting, keep their order", { 
   const page = await h.client.traces.listTraceEvents({ traceId, pageSize: 100 });
   expect(page.events.map((e) => e.eventId)).toEqual(Array.from({ length: 40 }, (_, i) => `o-${i}`));
 });
+
+it("a call the database refuses fails alone; the rest of its group commits", { timeout: 30_000 }, async () => {
+  // A trigger stands in for whatever the database might refuse in one call's events.
+  await h.sql.query(`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.event_type = 'poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; END $$`);
+  await h.sql.query(`CREATE TRIGGER refuse_poison BEFORE INSERT ON trace_events FOR EACH ROW EXECUTE FUNCTION refuse_poison()`);
+  try {
+    const traceId = uid("poison");
+    const settled = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) =>
+        h.client.traces.appendEvents({
+          events: [{ traceId, eventId: `p-${i}`, eventType: i === 5 ? "poison" : "step", severity: Severity.SEVERITY_INFO, payload: { i } }],
+        }),
+      ),
+    );
+    expect(settled.map((s) => s.status)).toEqual(Array.from({ length: 12 }, (_, i) => (i === 5 ? "rejected" : "fulfilled")));
+    // The others chained in their order, without the refused one.
+    const page = await h.client.traces.listTraceEvents({ traceId, pageSize: 100 });
+    expect(page.events.map((e) => e.eventId)).toEqual(Array.from({ length: 12 }, (_, i) => `p-${i}`).filter((id) => id !== "p-5"));
+    expect((await h.client.traces.verifyTrace({ traceId })).valid).toBe(true);
+  } finally {
+    await h.sql.query(`DROP TRIGGER refuse_poison ON trace_events`);
+    await h.sql.query(`DROP FUNCTION refuse_poison()`);
+  }
+});

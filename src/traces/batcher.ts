@@ -7,6 +7,9 @@
 // rate: one transaction per call paid four round trips and a WAL flush
 // each, and calls to a shared trace took turns, one commit each.
 //
+// A group that fails wrote nothing; its calls are tried again one by one,
+// so that a call the database refuses fails alone.
+//
 // Order and fairness: calls are appended in the order they arrived, so two
 // calls to one trace chain in that order, in one group or consecutive
 // ones. Groups hold one pool connection, so a hot trace cannot take the
@@ -79,12 +82,33 @@ export class AppendBatcher {
       const group = new AbortController();
       for (const w of members) Object.assign(w, { group, members });
       try {
-        const outcomes = await this.db.transaction({ signal: group.signal }, (tx) => appendAll(tx, members.map((w) => w.call)));
+        const outcomes = await this.commit(members.map((w) => w.call), group.signal);
         members.forEach((w, i) => w.gone || w.resolve(outcomes[i]!));
       } catch (error) {
-        for (const w of members) if (!w.gone) w.reject(error);
+        if (members.length === 1 || group.signal.aborted) for (const w of members) w.gone || w.reject(error);
+        else await this.commitEachAlone(members, group.signal);
       }
     }
     this.running = false;
+  }
+
+  private commit(calls: AppendCall[], signal: AbortSignal): Promise<AppendOutcome[][]> {
+    return this.db.transaction({ signal }, (tx) => appendAll(tx, calls));
+  }
+
+  /**
+   * A group that failed wrote nothing (one transaction): its calls are
+   * tried again one by one, in order, so that a call the database refuses
+   * fails alone rather than taking the others with it.
+   */
+  private async commitEachAlone(members: Waiter[], signal: AbortSignal): Promise<void> {
+    for (const w of members) {
+      if (w.gone) continue;
+      try {
+        w.resolve((await this.commit([w.call], signal))[0]!);
+      } catch (error) {
+        w.reject(error);
+      }
+    }
   }
 }
