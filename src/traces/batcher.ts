@@ -7,8 +7,9 @@
 // rate: one transaction per call paid four round trips and a WAL flush
 // each, and calls to a shared trace took turns, one commit each.
 //
-// A group that fails wrote nothing; its calls are tried again one by one,
-// so that a call the database refuses fails alone.
+// A group that fails wrote nothing; unless the database is out of reach
+// or slow, its calls are tried again one by one, so that a call the
+// database refuses fails alone.
 //
 // Order and fairness: calls are appended in the order they arrived, so two
 // calls to one trace chain in that order, in one group or consecutive
@@ -19,13 +20,22 @@
 // row locks, in (namespace, trace_id) order on both sides.
 import type { AbortReason } from "../db/errors.js";
 import type { CallScope, Database } from "../db/database.js";
-import { cancelled, deadlineExceeded } from "../errors.js";
+import { CairnError, cancelled, deadlineExceeded } from "../errors.js";
 import { type AppendCall, type AppendOutcome, appendAll } from "./store.js";
 
 /** A call with more events than this is not grouped (see above). */
 export const SMALL_CALL_EVENTS = 64;
 /** At most this many calls share a transaction (with SMALL_CALL_EVENTS, at most 4,096 events). */
 const MAX_CALLS = 64;
+
+/**
+ * Whether a group's failure may come from one call's data (worth trying
+ * each call alone) rather than from the database or the moment (an outage,
+ * a timeout, overload), which trying each call alone would only repeat.
+ */
+function mayComeFromOneCall(error: unknown): boolean {
+  return !(error instanceof CairnError) || !["unavailable", "deadline_exceeded", "cancelled", "resource_exhausted"].includes(error.kind);
+}
 
 interface Waiter {
   call: AppendCall;
@@ -85,7 +95,7 @@ export class AppendBatcher {
         const outcomes = await this.commit(members.map((w) => w.call), group.signal);
         members.forEach((w, i) => w.gone || w.resolve(outcomes[i]!));
       } catch (error) {
-        if (members.length === 1 || group.signal.aborted) for (const w of members) w.gone || w.reject(error);
+        if (members.length === 1 || group.signal.aborted || !mayComeFromOneCall(error)) for (const w of members) w.gone || w.reject(error);
         else await this.commitEachAlone(members, group.signal);
       }
     }
