@@ -4,6 +4,10 @@
 // (a lone call pays only a setImmediate hop). A batch's statement is
 // cancelled when every caller in it has gone (cancelled or past deadline);
 // until then statement_timeout bounds it.
+//
+// Serial coalescers run one batch at a time: what arrives while a batch
+// runs waits and makes the next one (group commit). Items then run in
+// arrival order across batches, and the batches hold one connection.
 import type { AbortReason } from "./errors.js";
 import { cancelled, deadlineExceeded } from "../errors.js";
 
@@ -25,11 +29,15 @@ export interface CoalescerOptions<I> {
   /** Reads: equal keys share one slot. Writes: a key appears once per batch. */
   shareEqualKeys: boolean;
   maxBatch?: number;
+  /** One batch at a time, the next made of what arrived meanwhile (see above). */
+  serial?: boolean;
 }
 
 export class Coalescer<I, R> {
   private pending: Waiter<I, R>[] = [];
   private scheduled = false;
+  /** A serial coalescer's batch is running. */
+  private busy = false;
 
   constructor(
     /** Runs one batch of distinct items; returns one result per item, in order. */
@@ -43,11 +51,15 @@ export class Coalescer<I, R> {
       const waiter: Waiter<I, R> = { item, resolve, reject, gone: false };
       this.pending.push(waiter);
       signal?.addEventListener("abort", () => this.leave(waiter, signal.reason as AbortReason | undefined), { once: true });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.schedule();
     });
+  }
+
+  /** A flush after this turn of the event loop (so that calls arriving together make one batch), unless a serial batch runs. */
+  private schedule(): void {
+    if (this.scheduled || this.busy) return;
+    this.scheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private leave(waiter: Waiter<I, R>, reason: AbortReason | undefined): void {
@@ -61,7 +73,20 @@ export class Coalescer<I, R> {
     this.scheduled = false;
     const waiters = this.pending.filter((w) => !w.gone);
     this.pending = [];
-    for (const slots of this.split(waiters)) void this.run(slots);
+    const batches = this.split(waiters);
+    if (!this.options.serial) {
+      for (const slots of batches) void this.run(slots);
+      return;
+    }
+    const [first, ...later] = batches;
+    if (!first) return;
+    // The later batches' callers go back in line, ahead of anyone arriving meanwhile.
+    this.pending = later.flat(2);
+    this.busy = true;
+    void this.run(first).finally(() => {
+      this.busy = false;
+      if (this.pending.length > 0) this.schedule();
+    });
   }
 
   private split(waiters: Waiter<I, R>[]): Waiter<I, R>[][][] {

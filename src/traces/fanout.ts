@@ -5,8 +5,9 @@
 // memory; one further behind reads from the table as before.
 //
 // The window holds exactly what readFeed returns for an empty filter and no
-// namespace (offsets become visible in offset order, see traces/store.ts),
-// so a page from the window is the page the table would give. A
+// namespace, up to the settled offset (nothing below it can still commit,
+// see traces/store.ts), so a page from the window is the page the table
+// would give. A
 // subscriber's namespace is one more filter, applied in memory here as
 // readFeed applies it in SQL: one window serves every namespace, and no
 // subscriber sees another namespace's events.

@@ -60,3 +60,18 @@ it("a failed batch fails each of its callers", async () => {
   const results = await Promise.allSettled([failing.submit("x"), failing.submit("y")]);
   expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
 });
+
+it("a serial coalescer runs one batch at a time; what arrives meanwhile makes the next, in order", async () => {
+  const r = recorder();
+  const serial = new Coalescer(r.run, { keyOf: (k: string) => k, shareEqualKeys: false, maxBatch: 2, serial: true });
+  const first = Promise.all(["a", "b", "c"].map((k) => serial.submit(k)));
+  await new Promise((resolve) => setImmediate(resolve));
+  const later = Promise.all(["d", "e"].map((k) => serial.submit(k)));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Only the first batch has started: "c" (over the cap) and the later arrivals wait for it.
+  expect(r.batches).toEqual([["a", "b"]]);
+  r.release();
+  expect(await first).toEqual(["A", "B", "C"]);
+  expect(await later).toEqual(["D", "E"]);
+  expect(r.batches).toEqual([["a", "b"], ["c", "d"], ["e"]]);
+});
