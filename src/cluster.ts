@@ -54,6 +54,8 @@ interface WorkerSettings {
   databaseUrl: string;
   dbPoolMax: number;
   metrics: boolean;
+  /** Whether this worker reports the gauges read from the database (the first one only: every worker would read the same rows). */
+  databaseGauges: boolean;
 }
 
 interface ReadyMessage {
@@ -83,13 +85,13 @@ export function workerLogger(log: Logger): Logger {
 
 export async function startWorker(config: Config, log: Logger): Promise<Daemon> {
   const settings = JSON.parse(process.env[WORKER_ENV]!) as WorkerSettings;
-  const metrics = settings.metrics ? new CairnMetrics() : undefined;
+  const metrics = settings.metrics ? new CairnMetrics({ databaseGauges: settings.databaseGauges }) : undefined;
   if (metrics) {
     // Answers the primary's scrapes (prom-client's cluster messages) with this worker's registry.
     AggregatorRegistry.setRegistries([metrics.registry]);
     new AggregatorRegistry();
   }
-  const workerConfig: Config = { ...config, databaseUrl: settings.databaseUrl, dbPoolMax: settings.dbPoolMax, metricsListen: undefined, processes: 1 };
+  const workerConfig: Config = { ...config, databaseUrl: settings.databaseUrl, dbPoolMax: settings.dbPoolMax };
   return startDaemon(workerConfig, log, {
     metrics,
     onReadyChange: (ready) => {
@@ -122,7 +124,7 @@ class Primary {
 
   constructor(
     count: number,
-    private readonly settings: WorkerSettings,
+    private readonly settings: Omit<WorkerSettings, "databaseGauges">,
     private readonly stopWaitMs: number,
     private readonly log: Logger,
   ) {
@@ -178,7 +180,7 @@ class Primary {
   }
 
   private fork(slot: Slot): void {
-    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(this.settings) });
+    const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify({ ...this.settings, databaseGauges: slot === this.slots[0] } satisfies WorkerSettings) });
     Object.assign(slot, { worker, startedAt: Date.now(), listening: false, ready: false, restartTimer: undefined });
     worker.on("listening", (address: AddressInfo) => {
       slot.listening = true;

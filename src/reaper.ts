@@ -18,7 +18,7 @@ export const LOCKS = {
 export interface BackgroundLoop {
   start(): void;
   stop(): Promise<void>;
-  /** Told of every task's removals (cairn_reaper_deleted_total); set by the daemon on loops that remove rows. */
+  /** Told of every task's removals (cairn_reaper_deleted_total); the daemon sets it on every loop, and loops that remove no rows never call it. */
   onReaped?: ((task: string, removed: number) => void) | undefined;
 }
 

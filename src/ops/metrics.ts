@@ -176,7 +176,8 @@ export class CairnMetrics {
   readonly traceEventsAppended: Counter;
   readonly reaperDeleted: Counter<"kind">;
 
-  constructor() {
+  /** `databaseGauges`: whether to report the gauges read from the database (one process of several does). */
+  constructor({ databaseGauges = true }: { databaseGauges?: boolean } = {}) {
     const registers = [this.registry];
     for (const metric of grpcMetrics(this.grpc)) this.registry.registerMetric(metric as unknown as Metric);
     this.traceEventsAppended = new Counter({
@@ -214,48 +215,48 @@ export class CairnMetrics {
         for (const [kind, n] of sources.streams?.() ?? []) this.set({ kind }, n);
       },
     });
-    // One query fills both jobs gauges. The registry collects every metric
-    // at once, so both wait on the same in-flight query, made once per scrape.
-    let inFlight: Promise<JobRow[]> | undefined;
-    const jobRows = () => {
-      inFlight ??= queryJobs(sources.pool).finally(() => setImmediate(() => (inFlight = undefined)));
-      return inFlight;
-    };
-    new Gauge({
-      name: "cairn_jobs",
-      help: "Jobs by queue and state, summed across namespaces (read from the database at each scrape).",
-      labelNames: ["queue", "state"],
-      registers,
-      // Every process of a multi-process daemon reads the same rows: /metrics shows them once, not summed.
-      aggregator: "max",
-      async collect() {
-        const rows = await jobRows();
-        this.reset();
-        const seen = new Set<string>();
-        for (const row of rows) {
-          // Every state of a known queue has a sample, 0 included, so alerts need no absent().
-          if (!seen.has(row.queue)) for (const state of JOB_STATES) this.set({ queue: row.queue, state }, 0);
-          seen.add(row.queue);
-          this.set({ queue: row.queue, state: row.state }, row.n);
-        }
-      },
-    });
-    new Gauge({
-      name: "cairn_job_oldest_available_seconds",
-      help: "Age of the oldest job ready to run but not leased (0: none), by queue, across namespaces (read from the database at each scrape).",
-      labelNames: ["queue"],
-      registers,
-      aggregator: "max",
-      async collect() {
-        const rows = await jobRows();
-        this.reset();
-        const oldest = new Map<string, number>();
-        for (const row of rows) oldest.set(row.queue, Math.max(oldest.get(row.queue) ?? 0, row.oldest ?? 0));
-        for (const [queue, seconds] of oldest) this.set({ queue }, seconds);
-      },
-    });
+    if (databaseGauges) registerJobGauges(registers, sources);
     collectDefaultMetrics({ register: this.registry });
   }
+}
+
+/** The jobs gauges, read from the database at each scrape. One query fills both: the registry collects every metric at once, so both wait on the same in-flight query. */
+function registerJobGauges(registers: Registry[], sources: MetricsSources): void {
+  let inFlight: Promise<JobRow[]> | undefined;
+  const jobRows = () => {
+    inFlight ??= queryJobs(sources.pool).finally(() => setImmediate(() => (inFlight = undefined)));
+    return inFlight;
+  };
+  new Gauge({
+    name: "cairn_jobs",
+    help: "Jobs by queue and state, summed across namespaces (read from the database at each scrape).",
+    labelNames: ["queue", "state"],
+    registers,
+    async collect() {
+      const rows = await jobRows();
+      this.reset();
+      const seen = new Set<string>();
+      for (const row of rows) {
+        // Every state of a known queue has a sample, 0 included, so alerts need no absent().
+        if (!seen.has(row.queue)) for (const state of JOB_STATES) this.set({ queue: row.queue, state }, 0);
+        seen.add(row.queue);
+        this.set({ queue: row.queue, state: row.state }, row.n);
+      }
+    },
+  });
+  new Gauge({
+    name: "cairn_job_oldest_available_seconds",
+    help: "Age of the oldest job ready to run but not leased (0: none), by queue, across namespaces (read from the database at each scrape).",
+    labelNames: ["queue"],
+    registers,
+    async collect() {
+      const rows = await jobRows();
+      this.reset();
+      const oldest = new Map<string, number>();
+      for (const row of rows) oldest.set(row.queue, Math.max(oldest.get(row.queue) ?? 0, row.oldest ?? 0));
+      for (const [queue, seconds] of oldest) this.set({ queue }, seconds);
+    },
+  });
 }
 
 interface JobRow {

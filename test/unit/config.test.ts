@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../src/config.js";
@@ -50,4 +51,11 @@ it("refuses a non-loopback address without auth, or tokens over plaintext, unles
   // Loopback needs neither.
   for (const listen of ["127.0.0.1:1", "[::1]:1", "localhost:1"]) expect(loadConfig([], { CAIRN_LISTEN: listen }).listen).toBe(listen);
   expect(() => loadConfig([], { CAIRN_TLS_CERT_FILE: "/x/cert.pem" })).toThrow(/CAIRN_TLS_KEY_FILE/);
+});
+
+it("CAIRN_PROCESSES: a count, or auto for one per core; never more processes than pool connections", () => {
+  expect(loadConfig([], { CAIRN_PROCESSES: "3" }).processes).toBe(3);
+  expect(loadConfig([], { CAIRN_PROCESSES: "auto", CAIRN_DB_POOL_MAX: "1000" }).processes).toBe(availableParallelism());
+  expect(() => loadConfig([], { CAIRN_PROCESSES: "lots" })).toThrow('CAIRN_PROCESSES: expected 1..1024 or auto, got "lots"');
+  expect(() => loadConfig([], { CAIRN_PROCESSES: "9", CAIRN_DB_POOL_MAX: "8" })).toThrow("CAIRN_PROCESSES (9) exceeds CAIRN_DB_POOL_MAX (8)");
 });
