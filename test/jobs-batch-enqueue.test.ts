@@ -103,7 +103,8 @@ describe("BatchEnqueueJobs without request ids, parents or dedupe keys", () => {
   it("wakes a LeaseJobs waiting on another replica", async () => {
     const q = queue();
     const waiting = b.jobs.leaseJobs({ queue: q, workerId: "w", maxJobs: 10, wait: seconds(20) });
-    await new Promise((r) => setTimeout(r, 300));
+    // Early in the waiter's first wait, so that its 1 s backstop poll falls well past 700 ms.
+    await new Promise((r) => setTimeout(r, 100));
     const sent = Date.now();
     await jobs().batchEnqueueJobs({ requests: Array.from({ length: 5 }, () => ({ job: { queue: q } })), readMask: ["job_id"] });
     const { leases } = await waiting;

@@ -23,6 +23,15 @@ const queue = (what: string) => `${what}-${Date.now().toString(36)}-${++n}`;
 const seconds = (s: number) => ({ seconds: Math.floor(s), nanos: Math.round((s % 1) * 1e9) });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Until a call of the daemon waits on a lock `holder` holds (the order a test names is then in place). */
+async function waitBlockedBy(holder: pg.PoolClient): Promise<void> {
+  const pid = (await holder.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+  await waitFor("a call waiting on the held lock", async () => {
+    const { rows } = await sql.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))", [pid]);
+    return rows[0]!.n > 0;
+  });
+}
+
 beforeAll(async () => {
   replicas = await startReplicas(2, { leaseRescueIntervalMs: 100, dbPoolMax: 10 });
   [a, b] = replicas.clients as [CairnClient, CairnClient];
@@ -229,7 +238,7 @@ describe("changing a queue's config", () => {
       await leasing.query("SELECT cairn_flow_lock_queue($1, $2, false)", [ns, q]);
       let changed = false;
       const change = b.jobs.updateQueueConfig({ config: { queue: q, maxRunningPerGroup: 1 } }).then(() => (changed = true));
-      await sleep(300);
+      await waitBlockedBy(leasing);
       expect(changed).toBe(false);
       await leasing.query("COMMIT");
       await change;
@@ -425,7 +434,7 @@ describe("limits under chaos, on two replicas", () => {
       await updater.query("LOCK TABLE queue_configs IN ACCESS EXCLUSIVE MODE");
       await updater.query("INSERT INTO queue_configs (namespace, queue, max_running) VALUES ($1, $2, 3)", [ns, q]);
       const leasing = a.jobs.leaseJobs({ queue: q, workerId: "w", maxJobs: 30 });
-      await sleep(300);
+      await waitBlockedBy(updater);
       await updater.query("COMMIT");
       expect((await leasing).leases).toHaveLength(3);
     } finally {

@@ -105,7 +105,8 @@ describe("the twelve kinds", () => {
     // Revisions of one commit's KV changes are consecutive, in operation order.
     const put = valueOf(results[6], "put");
     const incremented = valueOf(results[8], "increment");
-    expect(incremented.modRevision).toBeGreaterThan(put.modRevision);
+    // Put, Delete, Increment: three changes, three revisions in a row.
+    expect(incremented.modRevision).toBe(put.modRevision + 2);
     expect((await failure(h.client.sessions.getSession({ sessionId: doomed }))).code).toBe(status.NOT_FOUND);
     expect((await h.client.traces.verifyTrace({ traceId: trace })).valid).toBe(true);
   });
@@ -468,9 +469,11 @@ describe("visibility", () => {
        VALUES ('default', $1, $2, 'SCHEDULED', now() + interval '1 hour', 1, 1000, 1000, 2, $3)`,
       [uid("blocker"), queue, dedupeKey],
     );
+    const blockerPid = (await blocker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
     const pending = commit({ operations: operations("ok") });
-    await waitFor("the commit to wait for the blocker", async () =>
-      (await count(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)) > 0,
+    // Only the commit's enqueue waits for the blocker's row (a subscriber waiting on the commit's offset slot does not).
+    await waitFor("the commit's enqueue to wait for the blocker", async () =>
+      (await count(`SELECT count(*) AS n FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))`, [blockerPid])) > 0,
     );
     await new Promise((r) => setTimeout(r, 1_200));
     expect(seen()).toEqual({ puts: 0, events: 0, leased: undefined });
