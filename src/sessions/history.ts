@@ -45,7 +45,7 @@ const VERSIONS = `(
            s.create_time, h.update_time, h.end_time, s.parent_session_id, s.parent_version
       FROM sessions s
       JOIN session_versions h ON h.namespace = s.namespace AND h.session_id = s.session_id
-     WHERE s.namespace = $1 AND s.session_id = $2 AND h.version > s.version - $3
+     WHERE s.namespace = $1 AND s.session_id = $2 AND h.version > s.version - $3 AND h.version < s.version
   ) AS versions`;
 
 /** Newest first, below the cursor $4 (NULL: from the current version), $5 rows, $6 bytes. */
@@ -93,7 +93,8 @@ async function versionMiss(q: Queryable, ns: string, sessionId: string, version:
     `SELECT s.version AS current, kept.oldest, ($4::bigint IN (0, s.version) OR $4 = ANY (kept.versions)) AS held
        FROM sessions s,
             LATERAL (SELECT min(h.version) AS oldest, array_agg(h.version) AS versions FROM session_versions h
-                      WHERE h.namespace = s.namespace AND h.session_id = s.session_id AND h.version > s.version - $3) AS kept
+                      WHERE h.namespace = s.namespace AND h.session_id = s.session_id
+                        AND h.version > s.version - $3 AND h.version < s.version) AS kept
       WHERE s.namespace = $1 AND s.session_id = $2`,
     [ns, sessionId, keep, version],
   );
