@@ -14,7 +14,8 @@ export interface MaskedResource<W> {
   create(): W;
 }
 
-const snakeCase = (property: string) => property.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+/** A proto field's name from its generated property (appendEvents: append_events). */
+export const snakeCase = (property: string) => property.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const camelCase = (field: string) => field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /**

@@ -11,12 +11,17 @@ const MAX_PATH_SHOWN = 64;
  * an update writes a field: an empty mask writes the fields set in the
  * request (`isSet`), "*" every field (those not given are cleared), else
  * exactly the named paths. Unknown paths, or "*" beside others, are
- * violations naming `update_mask.paths[i]`.
+ * violations naming `update_mask.paths[i]`, after `at` (a Commit's operation).
  */
-export function updateMask<P extends string>(v: Violations, paths: string[], allowed: readonly P[]): { all: boolean; writes(path: P, isSet: boolean): boolean } {
+export function updateMask<P extends string>(
+  v: Violations,
+  paths: string[],
+  allowed: readonly P[],
+  at = "",
+): { all: boolean; writes(path: P, isSet: boolean): boolean } {
   const named = new Set<string>();
   paths.forEach((path, i) => {
-    const field = `update_mask.paths[${i}]`;
+    const field = `${at}update_mask.paths[${i}]`;
     if (path === WILDCARD) {
       if (paths.length > 1) v.add(field, `"*" must be the only path`);
     } else if (!(allowed as readonly string[]).includes(path)) {

@@ -19,6 +19,7 @@ import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { idempotency } from "../db/idempotency.js";
 import { isoFromTimestamp } from "../grpc/convert.js";
+import { updateMask } from "../grpc/update-mask.js";
 import {
   Violations,
   checkBatchSize,
@@ -36,9 +37,6 @@ import type { SessionPatch, SessionUpdate, StateMerge } from "./updates.js";
 import { STATUS } from "./wire.js";
 
 const UPDATE_MASK_PATHS = ["status", "labels", "metadata", "state", "user_id"] as const;
-type MaskPath = (typeof UPDATE_MASK_PATHS)[number];
-/** AIP-134: the one path that replaces every updatable field. */
-const WILDCARD = "*";
 
 /** `mayBeMissing`: an allow_missing update, where 0 means "must not exist yet". */
 function checkExpectedVersion(v: Violations, field: string, expected: number | undefined, mayBeMissing = false): void {
@@ -108,23 +106,6 @@ export function toSessionFork(v: Violations, request: ForkSessionRequest): Sessi
   };
 }
 
-/** The mask's paths, each known, or "*" alone; violations name `update_mask.paths[i]`. */
-function maskPaths(v: Violations, paths: string[], at: string): Set<MaskPath | typeof WILDCARD> {
-  const fields = new Set<MaskPath | typeof WILDCARD>();
-  paths.forEach((path, i) => {
-    const field = `${at}update_mask.paths[${i}]`;
-    if (path === WILDCARD) {
-      if (paths.length > 1) v.add(field, `"*" must be the only path`);
-      fields.add(WILDCARD);
-    } else if ((UPDATE_MASK_PATHS as readonly string[]).includes(path)) fields.add(path as MaskPath);
-    else {
-      const shown = path.length > 64 ? `${path.slice(0, 64)}…` : path;
-      v.add(field, `unknown path ${JSON.stringify(shown)}; allowed: ${UPDATE_MASK_PATHS.join(", ")} or "*"`);
-    }
-  });
-  return fields;
-}
-
 /**
  * The fields an update writes, following AIP-134: an empty mask writes the
  * fields set in the request (status not UNSPECIFIED, labels and user_id not
@@ -133,9 +114,7 @@ function maskPaths(v: Violations, paths: string[], at: string): Set<MaskPath | t
  * otherwise exactly the named paths.
  */
 function toPatch(v: Violations, session: Session, paths: string[], at: string, limits: Limits): SessionPatch {
-  const fields = maskPaths(v, paths, at);
-  const all = fields.has(WILDCARD);
-  const writes = (path: MaskPath, isSet: boolean) => all || fields.has(path) || (paths.length === 0 && isSet);
+  const { all, writes } = updateMask(v, paths, UPDATE_MASK_PATHS, at);
   const patch: SessionPatch = {};
   if (writes("status", session.status !== SessionStatus.SESSION_STATUS_UNSPECIFIED)) {
     patch.status = STATUS.parse(v, `${at}session.status`, session.status, all ? "ACTIVE" : undefined);

@@ -135,9 +135,10 @@ export async function applyUpdates(q: Queryable, updates: NamespacedUpdate[]): P
         ORDER BY s.namespace, s.session_id
         FOR UPDATE OF s
      ), checked AS (
-       SELECT locked.ord, locked.merged_state, octet_length(locked.merged_state::text) AS state_bytes,
-              coalesce(octet_length(locked.merged_state::text) > p.max_state_bytes, false) AS too_large
-         FROM locked JOIN p USING (ord)
+       -- The merged state is measured once (OFFSET 0 keeps the planner from copying the expression into both uses).
+       SELECT ord, merged_state, state_bytes, coalesce(state_bytes > max_state_bytes, false) AS too_large
+         FROM (SELECT locked.ord, locked.merged_state, octet_length(locked.merged_state::text) AS state_bytes, p.max_state_bytes
+                 FROM locked JOIN p USING (ord) OFFSET 0) AS sized
      ), updated AS (
        UPDATE sessions s SET
          status = COALESCE(p.status, s.status),

@@ -45,7 +45,8 @@ function checkOf(v: Violations, condition: Condition, index: number, limits: Lim
       }
       locks.session(sessionId);
       return async (tx, ns) => {
-        const version = (await readSessions(tx, ns, [sessionId])).get(sessionId)?.version ?? 0;
+        // Only the version is compared: the documents stay unread.
+        const version = (await readSessions(tx, ns, [sessionId], ["labels", "metadata", "state"])).get(sessionId)?.version ?? 0;
         const holds = exists === undefined ? version === expectedVersion : exists === version > 0;
         if (!holds) {
           const expected = exists === undefined ? `to be at version ${expectedVersion}` : exists ? "to exist" : "not to exist";

@@ -8,6 +8,7 @@
 import type { Operation, OperationResult } from "@cairn/client";
 import type { Limits } from "../config.js";
 import type { Queryable, SessionsDeletedStep } from "../db/database.js";
+import { snakeCase } from "../grpc/read-mask.js";
 import type { Violations } from "../grpc/validate.js";
 import { enqueueAll } from "../jobs/enqueue.js";
 import { planCompleteJob, planFailJob, toEnqueue, toWire as toWireJob } from "../jobs/service.js";
@@ -44,22 +45,6 @@ export interface PlannedOperation {
 
 /** Validates one kind's request (field paths start with `at`) and adds its locks to the plan. */
 export type Planner<K extends Kind> = (v: Violations, request: RequestOf<K>, at: string, locks: LockPlan, deps: OperationDeps) => PlannedOperation;
-
-/** A request's field name in paths: the oneof's proto name (append_events). */
-export const FIELD_NAMES: Record<Kind, string> = {
-  createSession: "create_session",
-  updateSession: "update_session",
-  deleteSession: "delete_session",
-  appendMessages: "append_messages",
-  createResolution: "create_resolution",
-  appendEvents: "append_events",
-  put: "put",
-  delete: "delete",
-  increment: "increment",
-  enqueueJob: "enqueue_job",
-  completeJob: "complete_job",
-  failJob: "fail_job",
-};
 
 const createResolution: Planner<"createResolution"> = (v, request, at, locks, { limits }) => {
   const create = planCreateResolution(v, request, at, limits);
@@ -175,5 +160,5 @@ export function planOperation(
     return undefined;
   }
   const planner = PLANNERS[op.$case] as Planner<typeof op.$case>;
-  return planner(v, op.value as never, `operations[${index}].${FIELD_NAMES[op.$case]}.`, locks, deps);
+  return planner(v, op.value as never, `operations[${index}].${snakeCase(op.$case)}.`, locks, deps);
 }
