@@ -32,7 +32,12 @@ export function epochMicrosToIso(micros: bigint): string {
   return `${date}.${fraction.toString().padStart(6, "0")}Z`;
 }
 
+/** Now, in microseconds since the epoch (millisecond precision, as the clock gives). */
+export function nowMicros(): bigint {
+  return BigInt(Date.now()) * 1000n;
+}
+
 /** Now, as a time string (millisecond precision, as the clock gives). */
 export function nowIso(): string {
-  return epochMicrosToIso(BigInt(Date.now()) * 1000n);
+  return epochMicrosToIso(nowMicros());
 }

@@ -144,3 +144,14 @@ export function checkUnique(v: Violations, field: string, ids: string[], suffix 
     seen.add(id);
   });
 }
+
+/**
+ * An optimistic-lock version, when set: 1 or more, or with `mayBeMissing`
+ * (an allow_missing write) also 0, "must not exist yet".
+ */
+export function checkExpectedVersion(v: Violations, field: string, expected: number | undefined, mayBeMissing = false): void {
+  if (expected === undefined) return;
+  if (mayBeMissing) {
+    if (expected < 0) v.add(field, 'must be a version, or 0 ("must not exist yet"), when set');
+  } else if (expected < 1) v.add(field, "must be a version (1 or more) when set");
+}

@@ -12,7 +12,7 @@ import { releaseClaim, rememberResponse, replayOrClaim } from "../db/idempotency
 import { CHANNELS } from "../db/notify-hub.js";
 import { alreadyExists, CairnError, requestIdReused, transactionConflict } from "../errors.js";
 import { refuseMissingParents, settleNewDependents } from "./dependencies.js";
-import { type EnqueueOutcome, FIELDS, find, type JobEnqueue, type JobRecord, type NewJob, wakeKeySql } from "./store.js";
+import { type EnqueueOutcome, FIELDS, find, type JobEnqueue, type JobRecord, type NewJob, UNFINISHED, wakeKeySql } from "./store.js";
 
 /** Request ids of EnqueueJob and BatchEnqueueJobs share one scope: a batch item may replay a single call. */
 const ENQUEUE_SCOPE = "cairn.v1.JobService/EnqueueJob";
@@ -351,7 +351,7 @@ async function dedupeHolders(q: Queryable, enqueues: Scoped[]): Promise<Map<stri
   const result = await q.query<JobRecord & { ns: string }>(
     `SELECT namespace AS ns, ${selectList(FIELDS)} FROM jobs
       WHERE (namespace, queue, dedupe_key) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))
-        AND state IN ('BLOCKED', 'SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`,
+        AND state IN ${UNFINISHED}`,
     [keyed.map((e) => e.ns), keyed.map((e) => e.job.queue), keyed.map((e) => e.job.dedupeKey)],
   );
   return new Map(result.rows.map(({ ns, ...r }) => [dedupeSlot(ns, r.queue, r.dedupeKey!), r]));

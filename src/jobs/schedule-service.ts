@@ -11,7 +11,7 @@ import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
 import { updateMask } from "../grpc/update-mask.js";
-import { checkId, Violations } from "../grpc/validate.js";
+import { checkExpectedVersion, checkId, Violations } from "../grpc/validate.js";
 import { checkCron, checkTimeZone } from "./cron.js";
 import {
   createSchedule,
@@ -171,10 +171,6 @@ function toPatch(v: Violations, s: Schedule, paths: string[], limits: Limits): S
   return patch;
 }
 
-function checkExpectedVersion(v: Violations, expected: number | undefined): void {
-  if (expected !== undefined && expected < 1) v.add("expected_version", "must be a version (1 or more) when set");
-}
-
 function checkScheduleId(scheduleId: string): void {
   const v = new Violations();
   checkId(v, "schedule_id", scheduleId, true);
@@ -220,7 +216,7 @@ export function scheduleHandlers({ db, limits }: ServiceDeps): ScheduleHandlers 
       v.throwIfAny();
       const schedule = request.schedule!;
       checkId(v, "schedule.schedule_id", schedule.scheduleId, true);
-      checkExpectedVersion(v, request.expectedVersion);
+      checkExpectedVersion(v, "expected_version", request.expectedVersion);
       const patch = toPatch(v, schedule, request.updateMask ?? [], limits);
       v.throwIfAny();
       return toWireSchedule(await updateSchedule(db.on(ctx), ctx.namespace, schedule.scheduleId, patch, request.expectedVersion));
@@ -229,7 +225,7 @@ export function scheduleHandlers({ db, limits }: ServiceDeps): ScheduleHandlers 
     async deleteSchedule(request, ctx) {
       const v = new Violations();
       checkId(v, "schedule_id", request.scheduleId, true);
-      checkExpectedVersion(v, request.expectedVersion);
+      checkExpectedVersion(v, "expected_version", request.expectedVersion);
       v.throwIfAny();
       await deleteSchedule(db.on(ctx), ctx.namespace, request.scheduleId, request.expectedVersion);
       return {};

@@ -400,7 +400,7 @@ async function rescueRound(q: Queryable): Promise<{ rescued: number; deadParents
 }
 
 /** Unfinished states, as stored (a SCHEDULED job may be due). */
-const UNFINISHED = `('BLOCKED', 'SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`;
+export const UNFINISHED = `('BLOCKED', 'SCHEDULED', 'AVAILABLE', 'RUNNING', 'RETRYING')`;
 
 /**
  * CANCELLED, with its BLOCKED descendants. A running job's lease is

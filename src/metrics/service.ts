@@ -6,7 +6,7 @@ import { isoFromTimestamp, positiveDurationMicros } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { Violations, checkBatchSize, checkId, checkLabels, checkReference } from "../grpc/validate.js";
-import { isoToEpochMicros } from "../time.js";
+import { isoToEpochMicros, nowMicros } from "../time.js";
 import * as store from "./store.js";
 import type { AggregationName, MetricQuery, NewPoint, SeriesRecord } from "./store.js";
 
@@ -24,10 +24,6 @@ function toNewPoint(v: Violations, p: MetricPoint, at: string, limits: Limits): 
   const time = v.collect(() => isoFromTimestamp(p.time, `${at}time`));
   checkId(v, `${at}session_id`, p.sessionId, false);
   return { name: p.name, entity: p.entity, labels: p.labels, value: p.value, time, sessionId: p.sessionId || null };
-}
-
-function nowMicros(): bigint {
-  return BigInt(Date.now()) * 1000n;
 }
 
 /**

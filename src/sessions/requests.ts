@@ -24,6 +24,7 @@ import {
   Violations,
   checkBatchSize,
   checkDocument,
+  checkExpectedVersion,
   checkId,
   checkLabels,
   checkNoNul,
@@ -37,14 +38,6 @@ import type { SessionPatch, SessionUpdate, StateMerge } from "./updates.js";
 import { STATUS } from "./wire.js";
 
 const UPDATE_MASK_PATHS = ["status", "labels", "metadata", "state", "user_id"] as const;
-
-/** `mayBeMissing`: an allow_missing update, where 0 means "must not exist yet". */
-function checkExpectedVersion(v: Violations, field: string, expected: number | undefined, mayBeMissing = false): void {
-  if (expected === undefined) return;
-  if (mayBeMissing) {
-    if (expected < 0) v.add(field, 'must be a version, or 0 ("must not exist yet"), when set');
-  } else if (expected < 1) v.add(field, "must be a version (1 or more) when set");
-}
 
 /** A wire session's creatable fields as the store takes them, under the id and status decided for it. */
 function newSession(session: Session, sessionId: string, status: SessionStatusName): NewSession {
