@@ -13,21 +13,20 @@
 // which resource ran out, and the daemon's CPU per call what one core of
 // daemon serves.
 import { CairnClient } from "@cairn/client";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { freePort } from "../src/db/embedded.js";
 import { PROJECT_ROOT } from "../src/paths.js";
 import { startBenchEnvironment } from "./environment.js";
-import { formatTable, measure, type Op, type Result } from "./measure.js";
+import { cpuSeconds, formatTable, measure, type Op, type Result, TICKS_PER_SECOND } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONCURRENCY = 64;
 const CONNECTIONS = 8;
 const POOL_MAX = 20;
 const SESSIONS = 1000;
-const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 
 const state = (i: number) => ({ step: i, memory: { goal: "benchmark", notes: ["a", "b", "c"] } });
 
@@ -77,17 +76,6 @@ async function startDaemon(databaseUrl: string, processes: number): Promise<Daem
       await new Promise((r) => child.once("exit", r));
     },
   };
-}
-
-/** CPU seconds a process has used so far; 0 for one that has ended (or is not on this machine). */
-function cpuSeconds(pid: number): number {
-  try {
-    // utime and stime are fields 14 and 15; the name (field 2) may hold spaces, so count after its ")".
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-  } catch {
-    return 0;
-  }
 }
 
 /** CPU seconds used so far by a process and its children (the workers). */

@@ -29,11 +29,10 @@
 import { CairnClient, type JobLease } from "@cairn/client";
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker";
 import PgBoss from "pg-boss";
-import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { type BenchEnvironment, startBenchEnvironment } from "./environment.js";
-import { formatTable, measure } from "./measure.js";
+import { cpuSeconds, formatTable, measure, percentile } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const BACKLOG = Number(process.env.BENCH_JOB_BACKLOG ?? 20_000);
@@ -306,11 +305,6 @@ async function graphileWorker(databaseUrl: string): Promise<System> {
   };
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
 /**
  * Statistics for the queue just filled, as a database in service has them
  * (a bench database is minutes old: before autovacuum's first ANALYZE, the
@@ -329,16 +323,8 @@ async function analyze(databaseUrl: string): Promise<void> {
 /** The flow-control rows, by result key: what Cairn runs (the peers run only perGroup 1). */
 const FLOWS: Record<string, Flow> = { grouped: {}, fair: { fair: true }, perGroup5: { perGroup: 5 }, perGroup1: { perGroup: 1 } };
 
-/** CPU time (ms) a process has used, from /proc (Linux); 0 once it is gone. */
-function cpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-const CLOCK_TICKS = 100;
+/** CPU time (ms) a process has used; 0 once it is gone. */
+const cpuMs = (pid: number) => cpuSeconds(pid) * 1000;
 
 /**
  * CPU per processed job while draining, by the daemon, the PostgreSQL

@@ -20,7 +20,7 @@ import { createPool } from "../src/db/pool.js";
 import { readEntries } from "../src/keyvalue/store.js";
 import { putAll, writeAll } from "../src/keyvalue/writes.js";
 import { startBenchEnvironment } from "./environment.js";
-import { compare, formatTable, measure, type Op, type Result } from "./measure.js";
+import { compare, formatTable, measure, type Op, percentile, type Result } from "./measure.js";
 import { compareAndSet, type EtcdPeer, startEtcd } from "./peers/etcd.js";
 
 const CONCURRENCIES = [1, 16, 64];
@@ -206,8 +206,7 @@ interface Lag {
 }
 
 function percentiles(samples: number[]): Percentiles {
-  const sorted = Float64Array.from(samples.filter((x) => !Number.isNaN(x))).sort();
-  return { p50: sorted[Math.floor(sorted.length * 0.5)] ?? NaN, p99: sorted[Math.floor(sorted.length * 0.99)] ?? NaN };
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
 }
 
 /**

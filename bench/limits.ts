@@ -13,7 +13,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { rawServerStream } from "../test/support/raw-grpc.js";
 import { startBenchEnvironment } from "./environment.js";
-import { formatTable } from "./measure.js";
+import { formatTable, percentile } from "./measure.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const SUBSCRIBERS = (process.env.BENCH_SUBSCRIBERS ?? "200,2000").split(",").map(Number);
@@ -23,11 +23,6 @@ const EVENTS_PER_SECOND = 20;
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
 async function slowSubscribers(count: number): Promise<string[]> {

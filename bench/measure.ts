@@ -1,5 +1,7 @@
 // Closed-loop load: `concurrency` workers call `op` back to back for a fixed
 // time; latencies of every call are kept for percentiles.
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 
 export interface Result {
@@ -10,9 +12,28 @@ export interface Result {
   errors: number;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
+function ofSorted(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** The p-th percentile (0..100) of `values` (NaN ones left out); NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
+  return ofSorted(Float64Array.from(values.filter((x) => !Number.isNaN(x))).sort(), p);
+}
+
+/** Clock ticks a second, the unit of /proc's CPU times. */
+export const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
+
+/** CPU seconds a process has used so far (Linux /proc); 0 for one that has ended (or is not on this machine). */
+export function cpuSeconds(pid: number): number {
+  try {
+    // utime and stime are fields 14 and 15; the name (field 2) may hold spaces, so count after its ")".
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
 }
 
 export async function measure(
@@ -42,8 +63,8 @@ export async function measure(
   return {
     calls: latencies.length,
     callsPerSecond: latencies.length / elapsed,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
+    p50Ms: ofSorted(sorted, 50),
+    p99Ms: ofSorted(sorted, 99),
     errors,
   };
 }

@@ -29,7 +29,7 @@ import { performance } from "node:perf_hooks";
 import { GrpcServerMetrics } from "../src/ops/metrics.js";
 import { benchCommit } from "./commit.js";
 import { startBenchEnvironment } from "./environment.js";
-import { compare, formatTable, measure, type Op } from "./measure.js";
+import { compare, formatTable, measure, type Op, percentile } from "./measure.js";
 
 const CONCURRENCIES = [1, 16, 64];
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
@@ -142,9 +142,7 @@ async function latencies(seconds: number, op: (i: number) => Promise<unknown>): 
     await op(i);
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  const at = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))]!;
-  return { p50: at(0.5), p95: at(0.95) };
+  return { p50: percentile(times, 50), p95: percentile(times, 95) };
 }
 
 /**

@@ -22,7 +22,7 @@ import { from as copyFrom } from "pg-copy-streams";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { startBenchEnvironment } from "./environment.js";
-import { formatTable } from "./measure.js";
+import { formatTable, percentile } from "./measure.js";
 import { startJetStream, TRACE_STREAM, traceSubject } from "./peers/nats.js";
 
 const STREAMS = 4;
@@ -170,10 +170,9 @@ async function runLag(send: (events: LagEvent[]) => Promise<unknown>, lags: numb
     await sleep(Math.max(0, due - performance.now()));
   }
   await sleep(1000);
-  const sorted = Float64Array.from(lags).sort();
   return {
-    p50: sorted[Math.floor(sorted.length * 0.5)]!,
-    p99: sorted[Math.floor(sorted.length * 0.99)]!,
+    p50: percentile(lags, 50),
+    p99: percentile(lags, 99),
     delivered: lags.length,
     sent,
   };
