@@ -71,6 +71,23 @@ describe("sessions", () => {
     expect(await red.sessions.listMessages({ sessionId })).toEqual({ messages: [], nextPageToken: "" });
   });
 
+  it("the write methods of sessions' later features do not reach another namespace either", async () => {
+    const { red, blue } = pair();
+    const { sessionId } = await red.sessions.createSession({ session: { agentId: "a", state: { n: 1 } } });
+    await red.sessions.appendMessages({ sessionId, messages: [{ role: "user", content: "red's" }] });
+    const missing = async (p: Promise<unknown>) => expect((await failure(p)).code).toBe(status.NOT_FOUND);
+    await missing(blue.sessions.deleteMessages({ sessionId, beforeSequence: 0 }));
+    await missing(blue.sessions.updateSession({ session: { sessionId }, statePatch: { n: 2 } }));
+    await missing(blue.sessions.appendMessages({ sessionId, messages: [{ role: "user", content: "x" }], statePatch: { n: 3 } }));
+    await missing(blue.sessions.batchUpdateSessions({ requests: [{ session: { sessionId, state: { n: 4 } }, updateMask: ["state"] }] }));
+    // allow_missing in blue creates blue's own session of that id; red's is untouched.
+    await blue.sessions.batchUpdateSessions({ requests: [{ session: { sessionId, agentId: "b", state: { n: 5 } }, allowMissing: true }] });
+    expect((await blue.sessions.getSession({ sessionId })).state).toEqual({ n: 5 });
+    const redNow = await red.sessions.getSession({ sessionId });
+    expect([redNow.version, redNow.state]).toEqual([1, { n: 1 }]);
+    expect((await red.sessions.listMessages({ sessionId })).messages.map((m) => m.content)).toEqual(["red's"]);
+  });
+
   it("a client naming no namespace works in 'default'", async () => {
     const named = clientIn("default");
     const { sessionId } = await h.client.sessions.createSession({ session: { agentId: "default-agent" } });
