@@ -11,16 +11,20 @@ import { waitFor } from "./support/wait.js";
 
 const KEEP = 5;
 let h: Harness;
+/** A daemon whose reaper does not run during the tests: pruned rows stay, and reads must hide them. */
+let idle: Harness;
 let seq = 0;
 const uid = (prefix: string) => `${prefix}-${Date.now().toString(36)}-${++seq}`;
 const clients: CairnClient[] = [];
 
 beforeAll(async () => {
   h = await startHarness({ sessionHistoryVersions: KEEP, reaperIntervalMs: 200 });
+  idle = await startHarness({ sessionHistoryVersions: KEEP, reaperIntervalMs: 3_600_000 });
 });
 afterAll(async () => {
   for (const c of clients) c.close();
   await h?.stop();
+  await idle?.stop();
 });
 
 function clientIn(namespace: string): CairnClient {
@@ -41,11 +45,11 @@ async function sessionAt(versions: number, client = h.client): Promise<Session> 
   return session;
 }
 
-async function allVersions(sessionId: string, pageSize: number, readMask: string[] = []): Promise<Session[]> {
+async function allVersions(sessionId: string, pageSize: number, readMask: string[] = [], client = h.client): Promise<Session[]> {
   const all: Session[] = [];
   let pageToken = "";
   do {
-    const page = await h.client.sessions.listSessionVersions({ sessionId, pageSize, pageToken, readMask });
+    const page = await client.sessions.listSessionVersions({ sessionId, pageSize, pageToken, readMask });
     all.push(...page.sessions);
     pageToken = page.nextPageToken;
   } while (pageToken !== "");
@@ -87,22 +91,28 @@ describe("GetSession at a version", () => {
     });
   });
 
-  it("VERSION_PRUNED past the newest KEEP versions, at once; the reaper then deletes them", async () => {
-    const s = await sessionAt(KEEP + 3); // versions 1..8; 4..8 kept
+  it("VERSION_PRUNED past the newest KEEP versions at once, while the rows are still there", async () => {
+    const s = await sessionAt(KEEP + 3, idle.client); // versions 1..8; 4..8 kept
     for (const version of [1, 2, 3]) {
-      const f = await failure(h.client.sessions.getSession({ sessionId: s.sessionId, version }));
+      const f = await failure(idle.client.sessions.getSession({ sessionId: s.sessionId, version }));
       expect(f).toMatchObject({ code: status.NOT_FOUND, reason: "VERSION_PRUNED", metadata: { version: String(version), oldest_version: "4" } });
     }
-    expect((await h.client.sessions.getSession({ sessionId: s.sessionId, version: 4 })).state).toEqual({ n: 4 });
+    expect((await idle.client.sessions.getSession({ sessionId: s.sessionId, version: 4 })).state).toEqual({ n: 4 });
+    const rows = await idle.sql.query("SELECT version FROM session_versions WHERE session_id = $1 ORDER BY version", [s.sessionId]);
+    expect(rows.rows.map((r) => Number(r.version))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it("the reaper then deletes the versions no longer kept", async () => {
+    const s = await sessionAt(KEEP + 3); // versions 1..8; 4..8 kept
     // The current version lives in sessions; history holds the 4 before it.
     await waitFor("the reaper to prune", async () => (await historyRows(s.sessionId)).join() === "4,5,6,7");
   });
 });
 
 describe("ListSessionVersions", () => {
-  it("pages newest first over the kept versions, current included", async () => {
-    const s = await sessionAt(KEEP + 2);
-    const versions = await allVersions(s.sessionId, 2);
+  it("pages newest first over the kept versions, current included (older rows still stored)", async () => {
+    const s = await sessionAt(KEEP + 2, idle.client);
+    const versions = await allVersions(s.sessionId, 2, [], idle.client);
     expect(versions.map((v) => v.version)).toEqual([7, 6, 5, 4, 3]);
     expect(versions.map((v) => v.state)).toEqual([7, 6, 5, 4, 3].map((n) => ({ n })));
     expect(versions.map((v) => v.labels.v)).toEqual(["7", "6", "5", "4", "3"]);
