@@ -169,6 +169,33 @@ describe("leasing under limits", () => {
     expect(await a.jobs.getQueueStats({ queue: q })).toMatchObject({ heldBackCount: 0, runningByGroup: { "team/a": 2, "team/b": 2 } });
   });
 
+  it("a finish through another replica than the lease's, or through a Commit, wakes a capped queue's waiters at once", async () => {
+    const q = queue("woken");
+    await a.jobs.updateQueueConfig({ config: { queue: q, maxRunning: 1 } });
+    await enqueueAll(a, Array.from({ length: 3 }, () => ({ queue: q })));
+    const finishes: ((l: JobLease) => Promise<unknown>)[] = [
+      // Leased on b below, completed on a.
+      (l) => a.jobs.completeJob({ jobId: l.job!.jobId, leaseToken: l.leaseToken }),
+      // Completed by a Commit.
+      (l) =>
+        a.transactions.commit({
+          operations: [{ op: { $case: "completeJob", value: { jobId: l.job!.jobId, leaseToken: l.leaseToken } } }],
+        } as never),
+    ];
+    let [held] = (await b.jobs.leaseJobs({ queue: q, workerId: "w", maxJobs: 10 })).leases;
+    for (const finish of finishes) {
+      // Waiting on b, early in its wait: the 1 s backstop would come far later than 500 ms.
+      const waiter = b.jobs.leaseJobs({ queue: q, workerId: "w2", maxJobs: 10, wait: seconds(5) });
+      await sleep(100);
+      const started = Date.now();
+      await finish(held!);
+      const next = await waiter;
+      expect(next.leases).toHaveLength(1);
+      expect(Date.now() - started).toBeLessThan(500);
+      held = next.leases[0];
+    }
+  });
+
   it("fair: a small group is served at once under a big group's backlog, each group by priority", async () => {
     const fair = queue("fair");
     const unfair = queue("unfair");

@@ -87,16 +87,14 @@ export interface ControlledLease {
   leases: Lease[];
   /** When to look again though nothing was announced: a rate-limit token comes back, or a group another lease held is free. */
   retryInMs: number | null;
-  /** The config limits RUNNING jobs: a finish of these leases may make room for waiting leasers. */
-  capped: boolean;
 }
 
 type Outcome = "leased" | "done" | "uncontrolled" | "again";
-type LeaseRow = JobRecord & { leaseToken: string; outcome: Outcome; retryMs: number | null; capped: boolean | null };
+type LeaseRow = JobRecord & { leaseToken: string; outcome: Outcome; retryMs: number | null };
 
 /** The function's rows in its order: the leases, then one row with the outcome (see the migration). */
 const LEASE_SQL = `
-  SELECT ${selectList(FIELDS, "(r.leased_job).")}, (r.leased_job).lease_token AS "leaseToken", r.outcome, r.retry_ms AS "retryMs", r.capped
+  SELECT ${selectList(FIELDS, "(r.leased_job).")}, (r.leased_job).lease_token AS "leaseToken", r.outcome, r.retry_ms AS "retryMs"
     FROM cairn_flow_lease($1, $2, $3, $4, $5) WITH ORDINALITY AS r
    ORDER BY r.ordinality`;
 
@@ -120,7 +118,7 @@ export async function leaseControlled(
     const last = rows[rows.length - 1]!;
     if (last.outcome === "uncontrolled") return undefined;
     if (last.outcome === "again" && attempt < AGAIN_LIMIT) continue;
-    const leases = rows.slice(0, -1).map(({ leaseToken, outcome, retryMs, capped, ...job }) => ({ job, leaseToken }));
-    return { leases, retryInMs: last.outcome === "again" ? 0 : last.retryMs, capped: last.capped === true };
+    const leases = rows.slice(0, -1).map(({ leaseToken, outcome, retryMs, ...job }) => ({ job, leaseToken }));
+    return { leases, retryInMs: last.outcome === "again" ? 0 : last.retryMs };
   }
 }

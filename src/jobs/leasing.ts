@@ -9,15 +9,16 @@
 // A queue under flow control leases through flow-lease.ts; which path a
 // queue takes is remembered per replica (FlowControl), only as a hint: the
 // SQL of each path checks for itself. A waiter held back by a limit wakes
-// when a job of the queue finishes (wakeControlled's NOTIFY, from any
-// replica, for queues whose config limits RUNNING jobs), when a rate-limit
+// when a job of the queue finishes (the finishing statement's NOTIFY, from
+// any replica or Commit, for queues whose config limits RUNNING jobs; see
+// store.ts wakeIfCapped), when a rate-limit
 // token comes back, or, when the groups with room were held by other
 // leases, a moment later.
 import { EventEmitter } from "node:events";
 import type { Database, Queryable } from "../db/database.js";
 import { CHANNELS, type NotifyHub } from "../db/notify-hub.js";
 import { leaseControlled } from "./flow-lease.js";
-import { isQueueControlled, wakeControlled } from "./queue-config.js";
+import { isQueueControlled } from "./queue-config.js";
 import { heldLeases, type Lease, lease, release, wakeKey } from "./store.js";
 
 /** Re-check for work this often even without a notification (missed NOTIFY, due scheduled jobs). */
@@ -39,9 +40,8 @@ export interface LeasingDeps {
   flow: FlowControl;
 }
 
-/** How many queues' hints, and leases of controlled queues, a replica keeps; past it they are forgotten. */
+/** How many queues' hints a replica keeps; past it they are forgotten. */
 const MAX_HINTS = 10_000;
-const MAX_CONTROLLED_LEASES = 100_000;
 
 /**
  * Which queues this replica has seen under flow control (by wakeKey). A
@@ -51,10 +51,6 @@ const MAX_CONTROLLED_LEASES = 100_000;
  */
 export class FlowControl {
   private readonly controlled = new Set<string>();
-  /** Jobs this replica leased from queues that limit RUNNING jobs (by finishedKey), to their queue: their finish may make room. */
-  private readonly leasedFrom = new Map<string, string>();
-
-  constructor(private readonly db: Database) {}
 
   /** Whether the queue's last lease found it controlled (as far as this replica knows). */
   isControlled(namespace: string, queue: string): boolean {
@@ -68,29 +64,6 @@ export class FlowControl {
       if (this.controlled.size >= MAX_HINTS && !this.controlled.has(key)) this.controlled.clear();
       this.controlled.add(key);
     }
-  }
-
-  leased(namespace: string, queue: string, leases: Lease[]): void {
-    if (this.leasedFrom.size + leases.length > MAX_CONTROLLED_LEASES) this.leasedFrom.clear();
-    for (const l of leases) this.leasedFrom.set(finishedKey(namespace, l.job.jobId), queue);
-  }
-
-  /**
-   * Jobs finished on this replica: wakes the leasers (on every replica) of
-   * the controlled queues they were leased from here, as there may be room
-   * now. A job leased on another replica wakes nobody; the backstop finds
-   * its room.
-   */
-  finished(namespace: string, jobIds: string[]): void {
-    const queues = new Set<string>();
-    for (const id of jobIds) {
-      const key = finishedKey(namespace, id);
-      const queue = this.leasedFrom.get(key);
-      if (queue === undefined) continue;
-      this.leasedFrom.delete(key);
-      queues.add(queue);
-    }
-    if (queues.size > 0) wakeControlled(this.db.on({}), namespace, [...queues]).catch(() => {});
   }
 }
 
@@ -114,7 +87,6 @@ async function leaseOnce(flow: FlowControl, q: Queryable, r: LeaseRequest, max: 
   const controlled = await leaseControlled(q, namespace, queue, workerId, max, leaseMs);
   if (controlled) {
     flow.remember(namespace, queue, true);
-    if (controlled.capped) flow.leased(namespace, queue, controlled.leases);
     return controlled;
   }
   flow.remember(namespace, queue, false);
@@ -132,12 +104,8 @@ const nextLook = (attempt: Attempt, leftMs = BACKSTOP_MS) => Math.min(leftMs, BA
 export class FinishedLeases {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
 
-  /** flow: told of every finish too (leasers held back by a limit may go on). */
-  constructor(private readonly flow?: FlowControl) {}
-
   announce(namespace: string, jobIds: string[]): void {
     for (const id of jobIds) this.emitter.emit(finishedKey(namespace, id));
-    this.flow?.finished(namespace, jobIds);
   }
 
   watch(namespace: string, jobId: string, onFinished: () => void): void {

@@ -11,7 +11,7 @@
 import type { Queryable } from "../db/database.js";
 import { CHANNELS } from "../db/notify-hub.js";
 import { CairnError, unavailable, versionConflict } from "../errors.js";
-import { wakeKey, wakeKeySql } from "./store.js";
+import { wakeKey } from "./store.js";
 
 export type RateScope = "QUEUE" | "GROUP";
 
@@ -143,18 +143,6 @@ async function lockAllQueueConfigs(tx: Queryable): Promise<void> {
 export async function isQueueControlled(q: Queryable, ns: string, queue: string): Promise<boolean> {
   const result = await q.query(`SELECT 1 FROM queue_configs WHERE namespace = $1 AND queue = $2 AND controlled`, [ns, queue]);
   return (result.rowCount ?? 0) > 0;
-}
-
-/**
- * Wakes the leasers of these queues that are controlled: a finished job
- * may have made room under a limit. Uncontrolled queues need no wake-up
- * (a finish adds no work) and are not named here.
- */
-export async function wakeControlled(q: Queryable, ns: string, queues: string[]): Promise<void> {
-  await q.query(
-    `SELECT pg_notify('${CHANNELS.jobs}', ${wakeKeySql("$1", "queue")}) FROM queue_configs WHERE namespace = $1 AND queue = ANY ($2::text[]) AND controlled`,
-    [ns, queues],
-  );
 }
 
 export interface FlowStats {

@@ -150,8 +150,8 @@ type JobHandlers = ServiceHandlers<typeof JobServiceService>;
 
 /** Every method but the schedules' (schedule-service.ts; server.ts joins the two). */
 export function jobHandlers(deps: ServiceDeps): Omit<JobHandlers, ScheduleMethod> {
-  const flow = new FlowControl(deps.db);
-  const finished = new FinishedLeases(flow);
+  const flow = new FlowControl();
+  const finished = new FinishedLeases();
   return {
     ...enqueueHandlers(deps),
     ...leaseHandlers(deps, finished, flow),

@@ -193,6 +193,23 @@ export async function lease(q: Queryable, ns: string, queue: string, workerId: s
     .sort((a, b) => b.job.priority - a.job.priority || a.job.runTime.localeCompare(b.job.runTime) || a.job.jobId.localeCompare(b.job.jobId));
 }
 
+/**
+ * Returned with a finished job (its value is nothing): wakes the leasers of
+ * its queue when the queue caps its running jobs, since the finish may have
+ * made room. From the finishing statement itself, so a finish through any
+ * replica or a Commit wakes them; the NOTIFY goes out at commit, one per
+ * queue and transaction.
+ */
+const wakeIfCapped = (t: string) => `(SELECT pg_notify('${CHANNELS.jobs}', ${wakeKeySql("c.namespace", "c.queue")}) FROM queue_configs c
+    WHERE c.namespace = ${t}.namespace AND c.queue = ${t}.queue AND (c.max_running > 0 OR c.max_running_per_group > 0)) AS woken`;
+
+/** A finished job's row, without wakeIfCapped's column. */
+function finishedRow(rows: (JobRecord & { woken?: unknown })[]): JobRecord | undefined {
+  if (!rows[0]) return undefined;
+  const { woken: _, ...job } = rows[0];
+  return job;
+}
+
 /** SUCCEEDED, fenced by the lease token ($3); $4 the result. */
 const COMPLETE_SQL = `UPDATE jobs SET state = 'SUCCEEDED', result = $4::jsonb, finish_time = now(), update_time = now(),
          lease_token = NULL, lease_expire_time = NULL
@@ -205,8 +222,8 @@ const COMPLETE_SQL = `UPDATE jobs SET state = 'SUCCEEDED', result = $4::jsonb, f
  */
 export async function complete(q: Queryable, ns: string, jobId: string, token: string, result: JsonObject | null): Promise<JobRecord> {
   const values = [ns, jobId, token, result === null ? null : JSON.stringify(result)];
-  const done = await q.query<JobRecord>(`${COMPLETE_SQL} AND NOT has_children RETURNING ${COLUMNS}`, values);
-  if (done.rows[0]) return done.rows[0];
+  const done = finishedRow((await q.query<JobRecord>(`${COMPLETE_SQL} AND NOT has_children RETURNING ${COLUMNS}, ${wakeIfCapped("jobs")}`, values)).rows);
+  if (done) return done;
   return q.atomic(async (tx) => {
     const parent = await completeParent(tx, values);
     if (!parent) throw await whyNoLease(tx, ns, jobId);
@@ -216,8 +233,7 @@ export async function complete(q: Queryable, ns: string, jobId: string, token: s
 
 /** Completes a job that others may depend on and releases its children, in the caller's transaction; undefined when the lease is not held. */
 async function completeParent(tx: Queryable, values: unknown[]): Promise<JobRecord | undefined> {
-  const done = await tx.query<JobRecord>(`${COMPLETE_SQL} RETURNING ${COLUMNS}`, values);
-  const parent = done.rows[0];
+  const parent = finishedRow((await tx.query<JobRecord>(`${COMPLETE_SQL} RETURNING ${COLUMNS}, ${wakeIfCapped("jobs")}`, values)).rows);
   if (parent) await releaseChildren(tx, values[0] as string, [parent.jobId]);
   return parent;
 }
@@ -233,7 +249,7 @@ export async function completeMany(q: Queryable, ns: string, items: (HeldLease &
        FROM jsonb_to_recordset($2::jsonb) AS c (job_id text, token uuid, result jsonb)
       WHERE j.namespace = $1 AND j.job_id = c.job_id AND j.lease_token = c.token AND j.state = 'RUNNING'
         AND j.job_id = ANY ($3::text[]) AND NOT j.has_children
-      RETURNING j.job_id`,
+      RETURNING j.job_id, ${wakeIfCapped("j")}`,
     [ns, JSON.stringify(items.map((i) => ({ job_id: i.jobId, token: i.token, result: i.result }))), items.map((i) => i.jobId)],
   );
   const ok = new Set(done.rows.map((r) => r.job_id));
@@ -293,10 +309,10 @@ export async function fail(
   retryAfterMs: number | null,
 ): Promise<JobRecord> {
   const values = [ns, jobId, token, retry, retryAfterMs, JSON.stringify(error)];
-  const failed = await q.query<JobRecord>(`${FAIL_SQL} AND NOT has_children RETURNING ${COLUMNS}`, values);
-  if (failed.rows[0]) return failed.rows[0];
+  const failed = finishedRow((await q.query<JobRecord>(`${FAIL_SQL} AND NOT has_children RETURNING ${COLUMNS}, ${wakeIfCapped("jobs")}`, values)).rows);
+  if (failed) return failed;
   return q.atomic(async (tx) => {
-    const parent = (await tx.query<JobRecord>(`${FAIL_SQL} RETURNING ${COLUMNS}`, values)).rows[0];
+    const parent = finishedRow((await tx.query<JobRecord>(`${FAIL_SQL} RETURNING ${COLUMNS}, ${wakeIfCapped("jobs")}`, values)).rows);
     if (!parent) throw await whyNoLease(tx, ns, jobId);
     if (parent.state === "DEAD") await cancelDescendants(tx, ns, [jobId]);
     return parent;
@@ -412,10 +428,10 @@ export function cancel(q: Queryable, ns: string, jobId: string): Promise<JobReco
     const cancelled = await tx.query<JobRecord>(
       `UPDATE jobs SET state = 'CANCELLED', finish_time = now(), update_time = now(), lease_expire_time = NULL
         WHERE namespace = $1 AND job_id = $2 AND state IN ${UNFINISHED}
-        RETURNING ${COLUMNS}`,
+        RETURNING ${COLUMNS}, ${wakeIfCapped("jobs")}`,
       [ns, jobId],
     );
-    const job = cancelled.rows[0];
+    const job = finishedRow(cancelled.rows);
     if (job) {
       await cancelDescendants(tx, ns, [jobId]);
       return job;
