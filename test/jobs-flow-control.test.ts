@@ -277,9 +277,9 @@ describe("changing a queue's config", () => {
 });
 
 describe("limits under chaos, on two replicas", () => {
-  // With max_running, leases of the queue take turns (its config row FOR
-  // UPDATE); with per-group limits alone, they take turns per group (group
-  // locks), fair or not.
+  // With max_running, leases of the queue take turns (the queue's advisory
+  // lock, exclusive); with per-group limits alone, they take turns per group
+  // (group try-locks under the queue's lock taken shared), fair or not.
   it.each([
     { name: "max_running and max_running_per_group", maxRunning: 7, fair: false },
     { name: "max_running_per_group alone, fair", maxRunning: 0, fair: true },

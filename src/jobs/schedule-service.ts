@@ -6,7 +6,7 @@ import { type CreateScheduleRequest, Job, type JobServiceService, JobTemplate, O
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { idempotency } from "../db/idempotency.js";
-import { durationFromMicros, timestampFromIso } from "../grpc/convert.js";
+import { timestampFromIso } from "../grpc/convert.js";
 import { enumCodec } from "../grpc/enums.js";
 import type { ServiceDeps, ServiceHandlers } from "../grpc/handlers.js";
 import { decodePageToken, pageResponse, pageSize } from "../grpc/pagination.js";
@@ -28,7 +28,7 @@ import {
   triggerSchedule,
   updateSchedule,
 } from "./schedules.js";
-import { toEnqueue, toWire as toWireJob } from "./service.js";
+import { toEnqueue, toWireBackoff, toWire as toWireJob } from "./service.js";
 
 const OVERLAP = enumCodec<Overlap, OverlapName>(Overlap, "OVERLAP_");
 const DEFAULT_TIME_ZONE = "UTC";
@@ -50,18 +50,12 @@ export type ScheduleMethod =
 
 type ScheduleHandlers = Pick<ServiceHandlers<typeof JobServiceService>, ScheduleMethod>;
 
-const micros = (ms: number) => ms * 1000;
-
 function toWireTemplate(t: JobTemplateRecord): JobTemplate {
   return {
     payload: t.payload,
     priority: t.priority,
     maxAttempts: t.maxAttempts,
-    backoff: {
-      initialDelay: durationFromMicros(micros(t.backoff.initialMs)),
-      maxDelay: durationFromMicros(micros(t.backoff.maxMs)),
-      multiplier: t.backoff.multiplier,
-    },
+    backoff: toWireBackoff(t.backoff),
     groupKey: t.groupKey,
   };
 }

@@ -4,7 +4,7 @@
 // union of four small groups (enqueue, lease, finish, manage) so that no
 // function grows past a screen. Every store call names ctx.namespace: jobs,
 // queues, pauses, dedupe keys and request ids are all per namespace.
-import { type CompleteJobRequest, type Duration, type EnqueueJobRequest, type FailJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
+import { type Backoff, type CompleteJobRequest, type Duration, type EnqueueJobRequest, type FailJobRequest, Job, JobServiceService, JobState } from "@cairn/client";
 import { v7 as uuidv7 } from "uuid";
 import type { Limits } from "../config.js";
 import { idempotency } from "../db/idempotency.js";
@@ -31,7 +31,7 @@ import { flowStats } from "./queue-config.js";
 import { queueConfigHandlers } from "./queue-config-service.js";
 import type { ScheduleMethod } from "./schedule-service.js";
 import * as store from "./store.js";
-import type { JobDocument, JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
+import type { BackoffPolicy, JobDocument, JobEnqueue, JobRecord, JobStateName, Lease } from "./store.js";
 
 const JOB_STATES = enumCodec<JobState, JobStateName>(JobState, "JOB_STATE_");
 const JOB_FIELDS = maskedResource(Job);
@@ -46,6 +46,11 @@ const MAX_LEASE_MS = 24 * 3600 * 1000;
 const ms = (micros: number) => Math.ceil(micros / 1000);
 const duration = (millis: number) => ({ seconds: Math.floor(millis / 1000), nanos: (millis % 1000) * 1_000_000 });
 
+/** A retry policy as the wire carries it (a job's, or a schedule's template). */
+export function toWireBackoff(b: BackoffPolicy): Backoff {
+  return { initialDelay: duration(b.initialMs), maxDelay: duration(b.maxMs), multiplier: b.multiplier };
+}
+
 export function toWire(j: JobRecord): Job {
   return {
     jobId: j.jobId,
@@ -56,7 +61,7 @@ export function toWire(j: JobRecord): Job {
     runTime: timestampFromIso(j.runTime),
     attempt: j.attempt,
     maxAttempts: j.maxAttempts,
-    backoff: { initialDelay: duration(j.backoff.initialMs), maxDelay: duration(j.backoff.maxMs), multiplier: j.backoff.multiplier },
+    backoff: toWireBackoff(j.backoff),
     dedupeKey: j.dedupeKey ?? "",
     sessionId: j.sessionId,
     groupKey: j.groupKey,
