@@ -5,6 +5,10 @@
 import { type Session, SessionStatus, type Timestamp } from "@cairn/client";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Database } from "../src/db/database.js";
+import { createPool } from "../src/db/pool.js";
+import { CairnError } from "../src/errors.js";
+import { applyUpdates } from "../src/sessions/updates.js";
 import { failure, type Harness, startHarness } from "./support/harness.js";
 
 /** Small limits, so the size and batch bounds are cheap to reach. */
@@ -96,6 +100,26 @@ describe("UpdateSession state_patch", () => {
     expect(tooLarge).toMatchObject({ code: status.INVALID_ARGUMENT, fields: ["state_patch"] });
     expect(tooLarge.message).toContain(`limit is ${MAX_DOCUMENT_BYTES}`);
     expect(fine).toMatchObject({ version: 2, state: { n: 1 } });
+    expect(await sessions().getSession({ sessionId: big.sessionId })).toMatchObject({ version: 1, state: { a: half } });
+  });
+
+  it("in one shared UPDATE (as coalesced calls run), an oversized merge fails alone and the other update applies", async () => {
+    const half = "x".repeat(MAX_DOCUMENT_BYTES / 2);
+    const big = await create({ a: half });
+    const other = await create({ n: 0 });
+    const pool = createPool({ connectionString: h.databaseUrl, max: 1, statementTimeoutMs: 30_000 });
+    try {
+      const merge = (patch: Record<string, unknown>) => ({ stateMerge: { patch, field: "state_patch", maxBytes: MAX_DOCUMENT_BYTES } });
+      const outcomes = await applyUpdates(new Database(pool).on({}), [
+        { ns: "default", sessionId: big.sessionId, patch: merge({ b: half }), expectedVersion: undefined },
+        { ns: "default", sessionId: other.sessionId, patch: merge({ n: 1 }), expectedVersion: undefined },
+      ]);
+      expect(outcomes[0]).toBeInstanceOf(CairnError);
+      expect((outcomes[0] as CairnError).fieldViolations.map((f) => f.field)).toEqual(["state_patch"]);
+      expect(outcomes[1]).toMatchObject({ version: 2, state: { n: 1 } });
+    } finally {
+      await pool.end();
+    }
     expect(await sessions().getSession({ sessionId: big.sessionId })).toMatchObject({ version: 1, state: { a: half } });
   });
 
